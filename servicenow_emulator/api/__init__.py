@@ -1,0 +1,1 @@
+"""REST resources. Each module exposes ROUTES: (path, endpoint, methods) tuples."""

@@ -1,0 +1,88 @@
+"""Serve the emulator with uvicorn: HTTP, plus an optional HTTPS listener with a generated local CA."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from .app import create_app
+from .emulator import Emulator
+from .faults import FaultConfig
+from .seed import generate, seed
+from .tls import ensure_local_ca
+
+log = logging.getLogger("servicenow_emulator")
+
+
+@dataclass
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    seed: str = "demo"
+    db: str = ":memory:"
+    tls: bool = False
+    tls_port: int = 8443
+    tls_dir: str = ".emulator-tls"
+    latency_ms: float = 0.0
+    admin_user: str = "admin"
+    admin_password: str = "admin"
+    properties: dict[str, str] = field(default_factory=dict)
+    ci_count: int = 0
+    change_count: int = 0
+    incident_count: int = 0
+    fault_seed: int = 0
+    log_level: str = "warning"
+
+
+def build_emulator(options: ServeOptions) -> Emulator:
+    """Create (or reopen) the store, seeding it when it is new."""
+    fresh = options.db == ":memory:" or not Path(options.db).exists()
+    emulator = Emulator(options.db, faults=FaultConfig(latency_ms=options.latency_ms, seed=options.fault_seed))
+    if fresh:
+        seed(emulator, options.seed, admin_user=options.admin_user, admin_password=options.admin_password)
+        generate(
+            emulator,
+            ci_count=options.ci_count,
+            change_count=options.change_count,
+            incident_count=options.incident_count,
+        )
+    for name, value in options.properties.items():
+        emulator.set_property(name, value)
+    return emulator
+
+
+async def serve(options: ServeOptions, emulator: Emulator | None = None) -> None:
+    emulator = emulator or build_emulator(options)
+    app = create_app(emulator)
+    servers = [
+        uvicorn.Server(
+            uvicorn.Config(app, host=options.host, port=options.port, log_level=options.log_level, access_log=False)
+        )
+    ]
+    print(f"ServiceNow emulator: http://{options.host}:{options.port}  (seed={options.seed}, db={options.db})", flush=True)
+    if options.tls:
+        material = ensure_local_ca(Path(options.tls_dir))
+        servers.append(
+            uvicorn.Server(
+                uvicorn.Config(
+                    app,
+                    host=options.host,
+                    port=options.tls_port,
+                    ssl_certfile=str(material.server_cert),
+                    ssl_keyfile=str(material.server_key),
+                    log_level=options.log_level,
+                    access_log=False,
+                    lifespan="off",
+                )
+            )
+        )
+        print(f"ServiceNow emulator: https://{options.host}:{options.tls_port}  CA certificate: {material.ca_cert.resolve()}", flush=True)
+    print(
+        "Not a production system: seeded users and passwords are public (see servicenow_emulator/README.md).",
+        flush=True,
+    )
+    await asyncio.gather(*(s.serve() for s in servers))
