@@ -60,7 +60,7 @@ async def serve(options: ServeOptions, emulator: Emulator | None = None) -> None
     app = create_app(emulator)
     servers = [
         uvicorn.Server(
-            uvicorn.Config(app, host=options.host, port=options.port, log_level=options.log_level, access_log=False)
+            uvicorn.Config(app, host=options.host, port=options.port, log_level=options.log_level, access_log=False, server_header=False)
         )
     ]
     print(f"ServiceNow emulator: http://{options.host}:{options.port}  (seed={options.seed}, db={options.db})", flush=True)
@@ -76,6 +76,7 @@ async def serve(options: ServeOptions, emulator: Emulator | None = None) -> None
                     ssl_keyfile=str(material.server_key),
                     log_level=options.log_level,
                     access_log=False,
+                    server_header=False,
                     lifespan="off",
                 )
             )
