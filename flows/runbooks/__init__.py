@@ -1,0 +1,1 @@
+"""Runbooks: one module per standard change template, selected through ``registry``."""
