@@ -16,7 +16,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from .api import admin, aggregate, attachment, batch, change, cmdb, ire, oauth, table
 from .api.common import BASE_HEADERS, JSON_TYPE, error_response, transaction_id
@@ -25,11 +25,26 @@ from .errors import PlatformError, no_such_resource
 from .faults import QUOTA_MESSAGE
 
 log = logging.getLogger("servicenow_emulator")
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 HIBERNATION_PAGE = (Path(__file__).parent / "hibernating.html").read_bytes()
 
 
 async def unknown_resource(request: Request) -> Response:
+    """No route: 405 when the path is a resource that lacks this method, else 400 (never plain text)."""
+    for route in request.app.router.routes:
+        if getattr(route, "endpoint", None) is unknown_resource:
+            continue
+        match, _ = route.matches(request.scope)
+        if match == Match.PARTIAL:
+            return error_response(
+                PlatformError(405, "Method not Supported", f"{request.method} method not supported for API")
+            )
     return error_response(no_such_resource())
+
+
+def internal_error(request: Request, exc: Exception) -> Response:
+    """Starlette's outermost handler answers unexpected errors: ServiceNow's 500 envelope, not plain text."""
+    return error_response(PlatformError(500, "Internal Server Error", "The emulator failed to process the request"))
 
 
 def _routes() -> list[Route]:
@@ -37,9 +52,8 @@ def _routes() -> list[Route]:
     for module in (table, attachment, aggregate, batch, cmdb, ire, change, oauth, admin):
         for path, endpoint, methods in module.ROUTES:
             routes.append(Route(path, endpoint, methods=methods))
-    routes.append(
-        Route("/{path:path}", unknown_resource, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
-    )
+    # Every method, OPTIONS and TRACE included, so that no request ever gets Starlette's plain-text answers.
+    routes.append(Route("/{path:path}", unknown_resource, methods=sorted(KNOWN_METHODS)))
     return routes
 
 
@@ -60,6 +74,10 @@ class EmulatorMiddleware:
             if name == b"x-http-method-override" and method == "POST":
                 scope = {**scope, "method": value.decode().upper()}
                 method = scope["method"]
+        if method not in KNOWN_METHODS:
+            error = PlatformError(405, "Method not Supported", f"{method} method not supported for API")
+            await _send(send, 405, orjson.dumps(error.envelope()), JSON_TYPE)
+            return
         stats = self.emulator.stats
         stats.requests += 1
         stats.by_route[f"{method} {_route_key(path)}"] += 1
@@ -171,7 +189,7 @@ def create_app(emulator: Emulator | None = None) -> Any:
         finally:
             await emulator.outbound.stop()
 
-    app = Starlette(routes=_routes(), lifespan=lifespan)
+    app = Starlette(routes=_routes(), lifespan=lifespan, exception_handlers={Exception: internal_error})
     app.state.emulator = emulator
     wrapped = EmulatorMiddleware(app, emulator)
     wrapped.state = app.state  # type: ignore[attr-defined]

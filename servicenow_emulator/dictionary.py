@@ -91,7 +91,7 @@ class TableDef:
     internal: bool = False
 
 
-def F(name: str, type: str = "string", label: str = "", **kw) -> FieldDef:  # noqa: N802 - a DSL
+def F(name: str, type: str = "string", label: str = "", **kw) -> FieldDef:
     return FieldDef(name=name, type=type, label=label, **kw)
 
 
@@ -116,9 +116,12 @@ SYSTEM_FIELDS = [
     F("sys_mod_count", "integer", "Updates", read_only=True),
 ]
 CLASS_FIELD = F("sys_class_name", "sys_class_name", "Class", max_length=80)
+# Domain-aware tables (task, cmdb_ci) carry the global domain by default: a reference whose value is
+# "global" (reference §1.8: sys_domain links to sys_user_group/global) and the path "/".
+GLOBAL_DOMAIN = "global"
 DOMAIN_FIELDS = [
-    ref("sys_domain", "sys_user_group", "Domain"),
-    F("sys_domain_path", "domain_path", "Domain path"),
+    FieldDef("sys_domain", "reference", "Domain", reference="sys_user_group", default=GLOBAL_DOMAIN),
+    F("sys_domain_path", "domain_path", "Domain path", default="/"),
 ]
 
 CHANGE_STATES = [
@@ -194,9 +197,7 @@ DISCOVERY_SOURCES = _same(
     "Prefect",
 )
 BUSINESS_CRITICALITY = _same("1 - most critical", "2 - somewhat critical", "3 - less critical", "4 - not critical")
-USED_FOR = _same(
-    "Production", "Staging", "QA", "Test", "Development", "Demonstration", "Training", "Disaster Recovery"
-)
+USED_FOR = _same("Production", "Staging", "QA", "Test", "Development", "Demonstration", "Training", "Disaster Recovery")
 INCIDENT_CLOSE_CODES = _same(
     "Duplicate",
     "Known error",
@@ -283,11 +284,37 @@ def _tables() -> list[TableDef]:
         "Change Request",
         [
             choice("state", CHANGE_STATES, "integer", "State", default="-5"),
-            choice("type", [("normal", "Normal"), ("standard", "Standard"), ("emergency", "Emergency")], label="Type", default="normal"),
+            choice(
+                "type",
+                [("normal", "Normal"), ("standard", "Standard"), ("emergency", "Emergency")],
+                label="Type",
+                default="normal",
+            ),
             F("chg_model", "string", "Model"),
             choice("phase", _same("requested", "approval", "execution", "closed"), default="requested"),
-            choice("risk", [("1", "Very High"), ("2", "High"), ("3", "Moderate"), ("4", "Low")], "integer", "Risk", default="3"),
-            choice("category", _same("Hardware", "Software", "Service", "System Software", "Applications Software", "Network", "Telecom", "Documentation", "Other"), label="Category", default="Other"),
+            choice(
+                "risk",
+                [("1", "Very High"), ("2", "High"), ("3", "Moderate"), ("4", "Low")],
+                "integer",
+                "Risk",
+                default="3",
+            ),
+            choice(
+                "category",
+                _same(
+                    "Hardware",
+                    "Software",
+                    "Service",
+                    "System Software",
+                    "Applications Software",
+                    "Network",
+                    "Telecom",
+                    "Documentation",
+                    "Other",
+                ),
+                label="Category",
+                default="Other",
+            ),
             choice("close_code", CHANGE_CLOSE_CODES, label="Close code"),
             F("start_date", "glide_date_time", "Planned start date"),
             F("end_date", "glide_date_time", "Planned end date"),
@@ -295,7 +322,11 @@ def _tables() -> list[TableDef]:
             ref("requested_by", "sys_user", "Requested by"),
             F("requested_by_date", "glide_date_time", "Requested by date"),
             F("on_hold", "boolean", "On hold", default="false"),
-            choice("on_hold_reason", _same("awaiting_info", "awaiting_approval", "awaiting_change_task", "other"), label="On hold reason"),
+            choice(
+                "on_hold_reason",
+                _same("awaiting_info", "awaiting_approval", "awaiting_change_task", "other"),
+                label="On hold reason",
+            ),
             F("justification", "string", "Justification", max_length=4000),
             F("implementation_plan", "string", "Implementation plan", max_length=4000),
             F("backout_plan", "string", "Backout plan", max_length=4000),
@@ -316,14 +347,38 @@ def _tables() -> list[TableDef]:
         "change_task",
         "Change Task",
         [
-            choice("state", [("-5", "Pending"), ("1", "Open"), ("2", "In Progress"), ("3", "Closed"), ("4", "Canceled")], "integer", "State", default="1"),
+            choice(
+                "state",
+                [("-5", "Pending"), ("1", "Open"), ("2", "In Progress"), ("3", "Closed"), ("4", "Canceled")],
+                "integer",
+                "State",
+                default="1",
+            ),
             ref("change_request", "change_request", "Change request"),
-            choice("change_task_type", [("planning", "Planning"), ("implementation", "Implementation"), ("testing", "Testing"), ("review", "Review")], label="Change task type", default="implementation"),
+            choice(
+                "change_task_type",
+                [
+                    ("planning", "Planning"),
+                    ("implementation", "Implementation"),
+                    ("testing", "Testing"),
+                    ("review", "Review"),
+                ],
+                label="Change task type",
+                default="implementation",
+            ),
             F("planned_start_date", "glide_date_time", "Planned start date"),
             F("planned_end_date", "glide_date_time", "Planned end date"),
             F("on_hold", "boolean", "On hold", default="false"),
             F("on_hold_reason", "string", "On hold reason"),
-            choice("close_code", [("successful", "Successful"), ("successful_issues", "Successful with issues"), ("unsuccessful", "Unsuccessful")], label="Close code"),
+            choice(
+                "close_code",
+                [
+                    ("successful", "Successful"),
+                    ("successful_issues", "Successful with issues"),
+                    ("unsuccessful", "Unsuccessful"),
+                ],
+                label="Close code",
+            ),
         ],
         parent="task",
         number_prefix="CTASK",
@@ -335,14 +390,35 @@ def _tables() -> list[TableDef]:
             choice("state", INCIDENT_STATES, "integer", "State", default="1"),
             choice("incident_state", INCIDENT_STATES, "integer", "Incident state", default="1"),
             ref("caller_id", "sys_user", "Caller"),
-            choice("category", _same("inquiry", "software", "hardware", "network", "database"), label="Category", default="inquiry"),
+            choice(
+                "category",
+                _same("inquiry", "software", "hardware", "network", "database"),
+                label="Category",
+                default="inquiry",
+            ),
             F("subcategory", "string", "Subcategory"),
-            choice("hold_reason", [("1", "Awaiting Caller"), ("3", "Awaiting Problem"), ("4", "Awaiting Vendor"), ("5", "Awaiting Change")], "integer", "On hold reason"),
+            choice(
+                "hold_reason",
+                [
+                    ("1", "Awaiting Caller"),
+                    ("3", "Awaiting Problem"),
+                    ("4", "Awaiting Vendor"),
+                    ("5", "Awaiting Change"),
+                ],
+                "integer",
+                "On hold reason",
+            ),
             choice("close_code", INCIDENT_CLOSE_CODES, label="Resolution code"),
             F("close_notes", "string", "Resolution notes", max_length=4000),
             F("resolved_at", "glide_date_time", "Resolved"),
             ref("resolved_by", "sys_user", "Resolved by"),
-            choice("severity", [("1", "1 - High"), ("2", "2 - Medium"), ("3", "3 - Low")], "integer", "Severity", default="3"),
+            choice(
+                "severity",
+                [("1", "1 - High"), ("2", "2 - Medium"), ("3", "3 - Low")],
+                "integer",
+                "Severity",
+                default="3",
+            ),
             ref("problem_id", "problem", "Problem"),
             ref("rfc", "change_request", "Change Request"),
             ref("caused_by", "change_request", "Caused by Change"),
@@ -359,7 +435,20 @@ def _tables() -> list[TableDef]:
         "problem",
         "Problem",
         [
-            choice("state", [("101", "New"), ("102", "Assess"), ("103", "Root Cause Analysis"), ("104", "Fix in Progress"), ("106", "Resolved"), ("107", "Closed")], "integer", "State", default="101"),
+            choice(
+                "state",
+                [
+                    ("101", "New"),
+                    ("102", "Assess"),
+                    ("103", "Root Cause Analysis"),
+                    ("104", "Fix in Progress"),
+                    ("106", "Resolved"),
+                    ("107", "Closed"),
+                ],
+                "integer",
+                "State",
+                default="101",
+            ),
             F("known_error", "boolean", "Known error", default="false"),
             F("cause_notes", "string", "Cause notes", max_length=4000),
             F("fix_notes", "string", "Fix notes", max_length=4000),
@@ -382,7 +471,11 @@ def _tables() -> list[TableDef]:
             F("comments", "string", "Comments", max_length=4000),
             choice("operational_status", OPERATIONAL_STATUS, "integer", "Operational status", default="1"),
             choice("install_status", INSTALL_STATUS, "integer", "Status", default="1"),
-            choice("hardware_status", _same("installed", "in_use", "in_maintenance", "retired", "on_order", "in_stock"), label="Hardware status"),
+            choice(
+                "hardware_status",
+                _same("installed", "in_use", "in_maintenance", "retired", "on_order", "in_stock"),
+                label="Hardware status",
+            ),
             F("hardware_substatus", "string", "Hardware substatus"),
             F("ip_address", "string", "IP Address"),
             F("fqdn", "string", "Fully qualified domain name"),
@@ -447,11 +540,24 @@ def _tables() -> list[TableDef]:
     add(
         "cmdb_ci_server",
         "Server",
-        [choice("classification", _same("Production", "Development", "Test", "Staging"), label="Classification"), F("firewall_status", "string", "Firewall status")],
+        [
+            choice("classification", _same("Production", "Development", "Test", "Staging"), label="Classification"),
+            F("firewall_status", "string", "Firewall status"),
+        ],
         parent="cmdb_ci_computer",
     )
-    add("cmdb_ci_linux_server", "Linux Server", [F("kernel_release", "string", "Kernel release")], parent="cmdb_ci_server")
-    add("cmdb_ci_win_server", "Windows Server", [F("os_service_pack", "string", "OS Service Pack")], parent="cmdb_ci_server")
+    add(
+        "cmdb_ci_linux_server",
+        "Linux Server",
+        [F("kernel_release", "string", "Kernel release")],
+        parent="cmdb_ci_server",
+    )
+    add(
+        "cmdb_ci_win_server",
+        "Windows Server",
+        [F("os_service_pack", "string", "OS Service Pack")],
+        parent="cmdb_ci_server",
+    )
     add(
         "cmdb_ci_appl",
         "Application",
@@ -469,8 +575,17 @@ def _tables() -> list[TableDef]:
         "cmdb_ci_service",
         "Service",
         [
-            choice("busines_criticality", BUSINESS_CRITICALITY, label="Business criticality", default="3 - less critical"),
-            choice("service_classification", _same("Application Service", "Technical Service", "Service Offering", "Shared Service", "Billable Service"), label="Service classification", default="Application Service"),
+            choice(
+                "busines_criticality", BUSINESS_CRITICALITY, label="Business criticality", default="3 - less critical"
+            ),
+            choice(
+                "service_classification",
+                _same(
+                    "Application Service", "Technical Service", "Service Offering", "Shared Service", "Billable Service"
+                ),
+                label="Service classification",
+                default="Application Service",
+            ),
             F("version", "string", "Version"),
         ],
         parent="cmdb_ci",
@@ -480,14 +595,22 @@ def _tables() -> list[TableDef]:
     add(
         "cmdb_ci_vm",
         "Virtual Machine",
-        [F("cpus", "integer", "CPUs"), F("memory", "integer", "Memory (MB)"), F("disks_size", "decimal", "Disks size (GB)")],
+        [
+            F("cpus", "integer", "CPUs"),
+            F("memory", "integer", "Memory (MB)"),
+            F("disks_size", "decimal", "Disks size (GB)"),
+        ],
         parent="cmdb_ci",
     )
     add(
         "cmdb_ci_vm_instance",
         "Virtual Machine Instance",
         [
-            choice("state", _same("on", "off", "paused", "terminated", "not_found", "error", "starting", "stopping"), label="State"),
+            choice(
+                "state",
+                _same("on", "off", "paused", "terminated", "not_found", "error", "starting", "stopping"),
+                label="State",
+            ),
             F("vm_inst_id", "string", "VM instance ID"),
             F("guest_os", "string", "Guest OS"),
         ],
@@ -499,13 +622,27 @@ def _tables() -> list[TableDef]:
         [F("cluster_id", "string", "Cluster ID"), F("cluster_version", "string", "Cluster version")],
         parent="cmdb_ci",
     )
-    add("cmdb_ci_kubernetes_cluster", "Kubernetes Cluster", [F("port", "string", "Port"), F("ip_address_api", "string", "API address")], parent="cmdb_ci_cluster")
+    add(
+        "cmdb_ci_kubernetes_cluster",
+        "Kubernetes Cluster",
+        [F("port", "string", "Port"), F("ip_address_api", "string", "API address")],
+        parent="cmdb_ci_cluster",
+    )
     add("cmdb_ci_kubernetes_namespace", "Kubernetes Namespace", [F("uid", "string", "UID")], parent="cmdb_ci")
-    add("cmdb_ci_kubernetes_node", "Kubernetes Node", [F("uid", "string", "UID"), F("kubelet_version", "string", "Kubelet version")], parent="cmdb_ci")
+    add(
+        "cmdb_ci_kubernetes_node",
+        "Kubernetes Node",
+        [F("uid", "string", "UID"), F("kubelet_version", "string", "Kubelet version")],
+        parent="cmdb_ci",
+    )
     add(
         "cmdb_rel_type",
         "CI Relationship Type",
-        [F("name", "string", "Name"), F("parent_descriptor", "string", "Parent descriptor"), F("child_descriptor", "string", "Child descriptor")],
+        [
+            F("name", "string", "Name"),
+            F("parent_descriptor", "string", "Parent descriptor"),
+            F("child_descriptor", "string", "Child descriptor"),
+        ],
         display="name",
     )
     add(
@@ -558,9 +695,27 @@ def _tables() -> list[TableDef]:
         display="name",
     )
     add("sys_user_grmember", "Group Member", [ref("user", "sys_user", "User"), ref("group", "sys_user_group", "Group")])
-    add("sys_user_role", "Role", [F("name", "string", "Name"), F("description", "string", "Description")], display="name")
-    add("sys_user_has_role", "User Role", [ref("user", "sys_user", "User"), ref("role", "sys_user_role", "Role"), F("state", "string", "State", default="active")])
-    add("core_company", "Company", [F("name", "string", "Name"), F("stock_symbol", "string", "Stock symbol")], display="name")
+    add(
+        "sys_user_role",
+        "Role",
+        [F("name", "string", "Name"), F("description", "string", "Description")],
+        display="name",
+    )
+    add(
+        "sys_user_has_role",
+        "User Role",
+        [
+            ref("user", "sys_user", "User"),
+            ref("role", "sys_user_role", "Role"),
+            F("state", "string", "State", default="active"),
+        ],
+    )
+    add(
+        "core_company",
+        "Company",
+        [F("name", "string", "Name"), F("stock_symbol", "string", "Stock symbol")],
+        display="name",
+    )
 
     # --- platform tables ---------------------------------------------------------------------
     add(
@@ -612,13 +767,23 @@ def _tables() -> list[TableDef]:
     add(
         "sys_db_object",
         "Table",
-        [F("name", "string", "Name"), F("label", "string", "Label"), ref("super_class", "sys_db_object", "Extends table"), F("number_ref", "string", "Auto number")],
+        [
+            F("name", "string", "Name"),
+            F("label", "string", "Label"),
+            ref("super_class", "sys_db_object", "Extends table"),
+            F("number_ref", "string", "Auto number"),
+        ],
         display="name",
     )
     add(
         "sys_properties",
         "System Property",
-        [F("name", "string", "Name"), F("value", "string", "Value", max_length=4000), F("type", "string", "Type", default="string"), F("description", "string", "Description", max_length=1000)],
+        [
+            F("name", "string", "Name"),
+            F("value", "string", "Value", max_length=4000),
+            F("type", "string", "Type", default="string"),
+            F("description", "string", "Description", max_length=1000),
+        ],
         display="name",
     )
     add(
@@ -648,7 +813,13 @@ def _tables() -> list[TableDef]:
     add(
         "item_option_new",
         "Variable",
-        [F("name", "string", "Name"), F("question_text", "string", "Question"), F("type", "integer", "Type", default="6"), F("mandatory", "boolean", "Mandatory", default="false"), F("order", "integer", "Order")],
+        [
+            F("name", "string", "Name"),
+            F("question_text", "string", "Question"),
+            F("type", "integer", "Type", default="6"),
+            F("mandatory", "boolean", "Mandatory", default="false"),
+            F("order", "integer", "Order"),
+        ],
         display="question_text",
     )
     add(

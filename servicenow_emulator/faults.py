@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 QUOTA_MESSAGE = "Transaction cancelled: maximum execution time exceeded"
+FAULT_KINDS = frozenset({"error", "drop", "drop_after", "quota", "hibernate"})
 
 
 @dataclass
@@ -69,10 +70,26 @@ class FaultInjector:
         allowed = set(FaultConfig.__dataclass_fields__)
         unknown = set(data) - allowed
         if unknown:
-            raise ValueError(f"unknown fault settings: {', '.join(sorted(unknown))}; known: {', '.join(sorted(allowed))}")
+            raise ValueError(
+                f"unknown fault settings: {', '.join(sorted(unknown))}; known: {', '.join(sorted(allowed))}"
+            )
         merged = {**asdict(self.config), **data}
         merged["error_rates"] = {int(k): float(v) for k, v in (merged.get("error_rates") or {}).items()}
-        merged["script"] = [s if isinstance(s, ScriptedFault) else ScriptedFault(**s) for s in merged.get("script") or []]
+        merged["script"] = [
+            s if isinstance(s, ScriptedFault) else ScriptedFault(**s) for s in merged.get("script") or []
+        ]
+        for scripted in merged["script"]:
+            if scripted.kind not in FAULT_KINDS:
+                raise ValueError(f"unknown fault kind {scripted.kind!r}; known: {', '.join(sorted(FAULT_KINDS))}")
+            if scripted.kind == "error" and not (isinstance(scripted.status, int) and 400 <= scripted.status <= 599):
+                raise ValueError(f"an error fault needs an HTTP error status (400-599), not {scripted.status!r}")
+            try:
+                re.compile(scripted.path)  # a bad pattern is an error now, not on the next request
+            except re.error as exc:
+                raise ValueError(f"bad path pattern {scripted.path!r}: {exc}") from None
+        for status in merged["error_rates"]:
+            if not 400 <= status <= 599:
+                raise ValueError(f"error_rates keys are HTTP error statuses (400-599), not {status}")
         for name in ("latency_ms", "latency_per_row_ms", "drop_rate", "drop_after_rate", "quota_cancel_rate"):
             merged[name] = float(merged[name])
             if merged[name] < 0:

@@ -79,7 +79,9 @@ class RateLimiter:
                 "SELECT sys_id, resource, http_method, type, user, role, rate, active FROM sys_rate_limit_rules"
             ).fetchall()
             self._rules = [
-                RateRule(r[0], r[1] or "*", (r[2] or "ALL").upper(), r[3] or "all", r[4] or "", r[5] or "", int(r[6] or 0))
+                RateRule(
+                    r[0], r[1] or "*", (r[2] or "ALL").upper(), r[3] or "all", r[4] or "", r[5] or "", int(r[6] or 0)
+                )
                 for r in rows
                 if r[7] != 0
             ]
@@ -119,7 +121,11 @@ class RateLimiter:
         key = (rule.sys_id, session.user_sys_id, window_index)
         count = self._counts.get(key, 0) + 1
         self._counts[key] = count
-        headers = {"X-RateLimit-Limit": str(rule.rate), "X-RateLimit-Reset": str(int(reset)), "X-RateLimit-Rule": rule.sys_id}
+        headers = {
+            "X-RateLimit-Limit": str(rule.rate),
+            "X-RateLimit-Reset": str(int(reset)),
+            "X-RateLimit-Rule": rule.sys_id,
+        }
         if count > rule.rate:
             retry_after = max(1, math.ceil(reset - now))
             api = API_NAMES.get(api_family(path), "REST API")

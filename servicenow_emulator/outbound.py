@@ -48,10 +48,7 @@ def evaluate_condition(condition: str, change: Change) -> bool:
     condition = (condition or "").strip()
     if not condition or condition == "true":
         return True
-    for alternative in condition.split("||"):
-        if all(_term(term, change) for term in alternative.split("&&")):
-            return True
-    return False
+    return any(all(_term(term, change) for term in alternative.split("&&")) for alternative in condition.split("||"))
 
 
 def _term(term: str, change: Change) -> bool:
@@ -108,6 +105,7 @@ class OutboundRules:
         self._worker: asyncio.Task | None = None
         self._rules: list[dict[str, Any]] | None = None
         self.backoff_s = 0.5
+        self._tasks: set[asyncio.Task] = set()
         self.pending = 0
 
     def invalidate(self) -> None:
@@ -116,7 +114,7 @@ class OutboundRules:
     def rules(self) -> list[dict[str, Any]]:
         if self._rules is None:
             cursor = self.emulator.store.execute(
-                "SELECT sys_id, name, collection, \"when\", action_insert, action_update, filter_condition, "
+                'SELECT sys_id, name, collection, "when", action_insert, action_update, filter_condition, '
                 "condition, x_webhook_url, x_webhook_secret, x_webhook_headers, x_webhook_max_attempts, active "
                 "FROM sys_script WHERE x_webhook_url IS NOT NULL AND x_webhook_url != ''"
             )
@@ -155,9 +153,7 @@ class OutboundRules:
         builder = SqlBuilder(QueryContext(dictionary, table))
         compiled = builder.compile(parse(encoded))
         cls_sql, cls_params = class_filter(dictionary, table)
-        sql = (
-            f"SELECT 1 FROM {quote(dictionary.root(table))} t WHERE t.sys_id = ? AND {cls_sql} AND ({compiled.where})"
-        )
+        sql = f"SELECT 1 FROM {quote(dictionary.root(table))} t WHERE t.sys_id = ? AND {cls_sql} AND ({compiled.where})"
         row = self.emulator.store.execute(sql, [change.current["sys_id"], *cls_params, *compiled.params]).fetchone()
         return row is not None
 
@@ -223,7 +219,9 @@ class OutboundRules:
         while True:
             delivery = await self.queue.get()
             # Each delivery runs on its own, so one slow receiver does not hold back the queue.
-            asyncio.create_task(self._deliver(delivery))
+            task = asyncio.create_task(self._deliver(delivery))
+            self._tasks.add(task)  # a reference, so that the task is not collected mid-flight
+            task.add_done_callback(self._tasks.discard)
 
     async def _deliver(self, delivery: Delivery) -> None:
         try:

@@ -7,6 +7,7 @@ all inside one transaction so a rejected write leaves nothing behind.
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Callable, Iterable
@@ -38,7 +39,9 @@ class Session:
         return "admin" in self.roles
 
 
-SYSTEM = Session("6816f79cc0a8016401c5a33be04be441", "system", frozenset({"admin"}), display_name="System Administrator")
+SYSTEM = Session(
+    "6816f79cc0a8016401c5a33be04be441", "system", frozenset({"admin"}), display_name="System Administrator"
+)
 
 
 def new_sys_id() -> str:
@@ -65,7 +68,7 @@ class Change:
         return None if self.previous is None else self.previous.get(name)
 
     def changes(self, name: str) -> bool:
-        return self.operation == "insert" and _present(self.current.get(name)) or (
+        return (self.operation == "insert" and _present(self.current.get(name))) or (
             self.operation == "update" and _norm(self.current.get(name)) != _norm(self.old(name))
         )
 
@@ -109,6 +112,27 @@ class _Skip(Exception):
     """An input value the platform silently ignores (as ServiceNow does with invalid values)."""
 
 
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+
+
+def _number(text: str, storage: str) -> int | float | None:
+    """A numeric input as stored (INTEGER or REAL), or None when it is not a finite, storable number."""
+    text = text.strip()
+    try:
+        number: int | float = int(text)
+    except ValueError:
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        if not math.isfinite(number):
+            return None
+    if storage == "INTEGER":
+        number = int(number)
+        return number if _INT_MIN <= number <= _INT_MAX else None
+    return float(number)
+
+
 class Platform:
     """Coercion plus rules around the store."""
 
@@ -138,8 +162,11 @@ class Platform:
         if isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, dict):
-            # Clients sometimes echo {"value": ..., "display_value": ...} back.
-            text = str(value.get("value", value.get("display_value", "")))
+            # Clients sometimes echo {"value": ..., "display_value": ...} back; any other object is ignored.
+            if "value" not in value and "display_value" not in value:
+                raise _Skip
+            inner = value.get("value", value.get("display_value"))
+            return self.coerce(f, "" if inner is None else inner, display_input=display_input, session=session)
         elif isinstance(value, list):
             text = ",".join(str(v) for v in value)
         else:
@@ -147,17 +174,11 @@ class Platform:
         if text == "":
             return None
         if f.kind == "num":
-            try:
-                return int(text) if f.storage == "INTEGER" else float(text)
-            except ValueError:
-                label_value = f.choice_value_for_label(text)
-                if label_value is not None:
-                    return int(label_value) if f.storage == "INTEGER" else float(label_value)
-                try:
-                    number = float(text)
-                except ValueError:
-                    raise _Skip from None
-                return int(number) if f.storage == "INTEGER" else number
+            label_value = f.choice_value_for_label(text) if f.choices else None
+            number = _number(label_value if label_value is not None else text, f.storage)
+            if number is None:
+                raise _Skip
+            return number
         if f.type == "boolean":
             lowered = text.lower()
             if lowered in ("true", "1", "yes"):
@@ -216,7 +237,7 @@ class Platform:
                 current[name] = self.coerce(f, f.default, display_input=False, session=SYSTEM)
         for name, raw in values.items():
             f = fields.get(name)
-            if f is None or name.startswith("sys_") and name not in ("sys_id", "sys_domain", "sys_class_name"):
+            if f is None or (name.startswith("sys_") and name not in ("sys_id", "sys_domain", "sys_class_name")):
                 continue
             if f.type in JOURNAL_TYPES:
                 if raw not in (None, ""):
@@ -233,7 +254,9 @@ class Platform:
             current["sys_id"] = new_sys_id()
         if "sys_class_name" in fields:
             requested = current.get("sys_class_name")
-            if not (isinstance(requested, str) and requested in self.dictionary and self.dictionary.is_a(requested, table)):
+            if not (
+                isinstance(requested, str) and requested in self.dictionary and self.dictionary.is_a(requested, table)
+            ):
                 current["sys_class_name"] = table
         else:
             current["sys_class_name"] = table
@@ -275,7 +298,7 @@ class Platform:
         journal: list[tuple[str, str]] = []
         for name, raw in values.items():
             f = fields.get(name)
-            if f is None or name.startswith("sys_") and name != "sys_domain" or f.read_only and name != "sys_domain":
+            if f is None or ((name.startswith("sys_") or f.read_only) and name != "sys_domain"):
                 continue
             if f.type in JOURNAL_TYPES:
                 if raw not in (None, ""):
@@ -321,8 +344,10 @@ class Platform:
                 rule(change)
 
     def _after_commit(self, change: Change) -> None:
+        # Inside an outer transaction (IRE, batch-like writes) hooks wait for its commit, and never
+        # fire for writes that are rolled back.
         for hook in self.after_commit:
-            hook(change)
+            self.store.on_commit(lambda hook=hook: hook(change))
 
 
 __all__ = ["SYSTEM", "Change", "Platform", "PlatformError", "RuleSet", "Session", "new_sys_id"]

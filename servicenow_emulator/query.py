@@ -8,11 +8,12 @@ paging happen in SQLite; no table is loaded into Python.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .dictionary import Dictionary, FieldDef
+from .dictionary import SECRET_TYPES, Dictionary, FieldDef
 from .store import quote
 from .timeutil import RELATIVE_UNITS, JsValueError, evaluate_js, parse_glide, relative_moment
 
@@ -29,6 +30,10 @@ OPERATORS = sorted(
     reverse=True,
 )  # fmt: skip
 _FIELD_RE = re.compile(r"[a-z0-9_.]+")
+# A dot-walk of up to 9 references (10 names); longer paths are invalid fields (ignored, like unknown ones).
+MAX_PATH_SEGMENTS = 10
+# IN lists longer than this travel as one JSON array parameter.
+_MANY = 200
 _SYS_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 # Dynamic filter options (sys_filter_option_dynamic) that clients use.
@@ -167,6 +172,8 @@ class SqlBuilder:
         """SQL expression, field definition and owning table for a (possibly dot-walked) field."""
         table = table or self.ctx.table
         segments = path.split(".")
+        if len(segments) > MAX_PATH_SEGMENTS:
+            raise _Invalid(path)  # each hop nests a subquery; SQLite's parser has a depth limit
         expr = ""
         ref_expr = ""
         for index, segment in enumerate(segments):
@@ -206,16 +213,17 @@ class SqlBuilder:
             value = self._js(value)
         kind = f.kind
         if kind == "num":
+            label_value = f.choice_value_for_label(value) if f.choices else None
+            text = (label_value if label_value is not None else value).strip()
             try:
-                return int(value) if f.storage == "INTEGER" else float(value)
+                number = int(text)
             except ValueError:
-                label_value = f.choice_value_for_label(value)
-                if label_value is not None:
-                    return int(label_value) if f.storage == "INTEGER" else float(label_value)
                 try:
-                    return float(value)
+                    return float(text)
                 except ValueError:
                     raise _NoMatch from None
+            # Beyond SQLite's 64-bit integers a REAL still compares numerically.
+            return number if -(2**63) <= number < 2**63 else float(number)
         if kind == "bool":
             lowered = value.lower()
             if lowered in ("true", "1", "yes"):
@@ -226,7 +234,8 @@ class SqlBuilder:
         if kind == "date":
             if not value:
                 return value
-            normalised = parse_glide(value, date_only=f.type == "glide_date", tz=self.ctx.tz)
+            # Literals are internal (UTC) values; javascript: helpers have already returned UTC.
+            normalised = parse_glide(value, date_only=f.type == "glide_date", tz="UTC")
             return normalised if normalised is not None else value
         return value
 
@@ -235,6 +244,9 @@ class SqlBuilder:
         if cond.op == "INVALID" or cond.op in ("VALCHANGES", "CHANGESFROM", "CHANGESTO"):
             raise _Invalid(cond.value or cond.field)
         expr, f, _ = self.path(cond.field)
+        if f.type in SECRET_TYPES and cond.op not in ("ISEMPTY", "ISNOTEMPTY", "ANYTHING"):
+            # Secrets are stored one-way: no value a client sends can match them (and none may leak).
+            return "0", []
         try:
             return self._condition(expr, f, cond)
         except _NoMatch:
@@ -288,15 +300,25 @@ class SqlBuilder:
                     continue
             if not typed_items:
                 return ("0", []) if op == "IN" else ("1", [])
-            marks = ", ".join("?" for _ in typed_items)
-            sql = f"{expr} IN ({marks}){nocase}" if not nocase else f"{expr} COLLATE NOCASE IN ({marks})"
+            params: list[Any] = typed_items
+            if len(typed_items) > _MANY:
+                # One JSON parameter instead of thousands (SQLite caps the number of variables).
+                marks, params = "SELECT value FROM json_each(?)", [json.dumps(typed_items)]
+            else:
+                marks = ", ".join("?" for _ in typed_items)
+            sql = f"{expr} COLLATE NOCASE IN ({marks})" if nocase else f"{expr} IN ({marks})"
             if op == "IN":
-                return sql, typed_items
-            return f"({expr} IS NULL OR NOT ({sql}))", typed_items
+                return sql, params
+            return f"({expr} IS NULL OR NOT ({sql}))", params
         if op in ("LIKE", "NOT LIKE", "STARTSWITH", "ENDSWITH"):
             text = self._text_expr(expr, f)
             escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            pattern = {"LIKE": f"%{escaped}%", "NOT LIKE": f"%{escaped}%", "STARTSWITH": f"{escaped}%", "ENDSWITH": f"%{escaped}"}[op]
+            pattern = {
+                "LIKE": f"%{escaped}%",
+                "NOT LIKE": f"%{escaped}%",
+                "STARTSWITH": f"{escaped}%",
+                "ENDSWITH": f"%{escaped}",
+            }[op]
             sql = f"{text} LIKE ? ESCAPE '\\'"
             if op == "NOT LIKE":
                 return f"({text} IS NULL OR NOT ({sql}))", [pattern]
@@ -315,7 +337,14 @@ class SqlBuilder:
             return (sql, [low, high]) if op == "ON" else (f"({expr} IS NULL OR NOT {sql})", [low, high])
         if op in ("SAMEAS", "NSAMEAS", "GT_FIELD", "LT_FIELD", "GT_OR_EQUALS_FIELD", "LT_OR_EQUALS_FIELD"):
             other, _, _ = self.path(value)
-            sql_op = {"SAMEAS": "IS", "NSAMEAS": "IS NOT", "GT_FIELD": ">", "LT_FIELD": "<", "GT_OR_EQUALS_FIELD": ">=", "LT_OR_EQUALS_FIELD": "<="}[op]
+            sql_op = {
+                "SAMEAS": "IS",
+                "NSAMEAS": "IS NOT",
+                "GT_FIELD": ">",
+                "LT_FIELD": "<",
+                "GT_OR_EQUALS_FIELD": ">=",
+                "LT_OR_EQUALS_FIELD": "<=",
+            }[op]
             return f"{expr} {sql_op} {other}", []
         if op.startswith("RELATIVE"):
             # fieldRELATIVEGT@hour@ago@1
@@ -362,8 +391,8 @@ class SqlBuilder:
                 raise _Invalid(cond.field)
             root = quote(self.dictionary.root(f.reference))
             cte = (
-                f"{expr} IN (WITH RECURSIVE h(id) AS (SELECT ? UNION SELECT c.sys_id FROM {root} c JOIN h ON c.parent = h.id) "
-                "SELECT id FROM h)"
+                f"{expr} IN (WITH RECURSIVE h(id) AS "
+                f"(SELECT ? UNION SELECT c.sys_id FROM {root} c JOIN h ON c.parent = h.id) SELECT id FROM h)"
             )
             return cte, [value]
         raise _Invalid(cond.field)
@@ -374,8 +403,29 @@ class SqlBuilder:
             raise _Invalid(cond.field)
         unit, wanted, comparison = m.group(1).lower(), m.group(2).lower(), m.group(3).upper()
         days = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]
-        months = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december"]
-        formats = {"dayofweek": "%w", "month": "%m", "year": "%Y", "hour": "%H", "minute": "%M", "dayofmonth": "%d", "week": "%W"}
+        months = [
+            "january",
+            "february",
+            "march",
+            "april",
+            "may",
+            "june",
+            "july",
+            "august",
+            "september",
+            "october",
+            "november",
+            "december",
+        ]
+        formats = {
+            "dayofweek": "%w",
+            "month": "%m",
+            "year": "%Y",
+            "hour": "%H",
+            "minute": "%M",
+            "dayofmonth": "%d",
+            "week": "%W",
+        }
         if unit == "quarter":
             part = f"((CAST(strftime('%m', {expr}) AS INTEGER) + 2) / 3)"
         elif unit in formats:
@@ -397,6 +447,35 @@ class SqlBuilder:
         return f"{part} {sql_op} ?", [number]
 
     # --- whole queries ---------------------------------------------------------------------------
+    def _equality_set(self, group: list[Condition]) -> tuple[str, list[Any]] | None:
+        """``f=a^ORf=b^ORf=c`` as ``f IN (a, b, c)``: the same rows, but linear for SQLite's planner, whose
+        OR optimisation is quadratic in the number of terms (clients chain thousands of them)."""
+        if len(group) < 2 or any(c.op != "=" or c.field != group[0].field or c.value == "" for c in group):
+            return None
+        try:
+            expr, f, _ = self.path(group[0].field)
+        except _Invalid:
+            return None
+        if f.kind not in ("num", "str", "date", "ref") or f.type in SECRET_TYPES:
+            return None
+        if f.kind == "ref" and not all(_SYS_ID_RE.match(c.value) for c in group):
+            return None  # display-value matches take the general path
+        values: list[Any] = []
+        for cond in group:
+            try:
+                values.append(self.typed(f, cond.value))
+            except _NoMatch:
+                continue
+            except _Invalid:
+                return None
+        if not values:
+            return "0", []
+        if len(values) > _MANY:
+            marks, params = "SELECT value FROM json_each(?)", [json.dumps(values)]
+        else:
+            marks, params = ", ".join("?" for _ in values), values
+        return (f"{expr} COLLATE NOCASE IN ({marks})" if f.kind == "str" else f"{expr} IN ({marks})"), params
+
     def compile(self, parsed: ParsedQuery) -> Compiled:
         invalid: list[str] = []
         block_sql: list[str] = []
@@ -405,6 +484,11 @@ class SqlBuilder:
             group_sql: list[str] = []
             for group in block:
                 alternatives: list[str] = []
+                merged = self._equality_set(group)
+                if merged is not None:
+                    group_sql.append(merged[0])
+                    params.extend(merged[1])
+                    continue
                 for cond in group:
                     try:
                         sql, p = self.condition(cond)
@@ -414,11 +498,11 @@ class SqlBuilder:
                     alternatives.append(sql)
                     params.extend(p)
                 if alternatives:
-                    group_sql.append("(" + " OR ".join(alternatives) + ")")
-            block_sql.append("(" + " AND ".join(group_sql) + ")" if group_sql else "1")
-        where = " OR ".join(block_sql) if block_sql else "1"
+                    group_sql.append(_join(alternatives, "OR"))
+            block_sql.append(_join(group_sql, "AND") if group_sql else "1")
+        where = _join(block_sql, "OR") if block_sql else "1"
         if invalid and self.ctx.invalid_returns_no_rows:
-            where = "0"
+            where, params = "0", []
         order: list[str] = []
         order_params: list[Any] = []
         for name, descending in parsed.order:
@@ -427,11 +511,21 @@ class SqlBuilder:
             except _Invalid:
                 invalid.append(name)
                 continue
+            if f.type in SECRET_TYPES:
+                continue
             if f.type == "reference" and f.reference:
                 expr = self.display_expr(expr, f.reference)
             collate = " COLLATE NOCASE" if f.kind == "str" else ""
             order.append(f"{expr}{collate} {'DESC' if descending else 'ASC'}")
         return Compiled(where=where, params=params, order=order, order_params=order_params, invalid=invalid)
+
+
+def _join(terms: list[str], op: str) -> str:
+    """``(a op b op ...)`` as a balanced tree, so that thousands of terms stay within SQLite's depth limit."""
+    if len(terms) <= 8:
+        return "(" + f" {op} ".join(terms) + ")"
+    middle = len(terms) // 2
+    return f"({_join(terms[:middle], op)} {op} {_join(terms[middle:], op)})"
 
 
 class _NoMatch(Exception):

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .dictionary import JOURNAL_TYPES, SECRET_TYPES, Dictionary, FieldDef
+from .dictionary import GLOBAL_DOMAIN, JOURNAL_TYPES, SECRET_TYPES, Dictionary, FieldDef
 from .query import QueryContext, SqlBuilder, _Invalid
 from .store import Store, quote
 from .timeutil import to_display
@@ -31,6 +31,10 @@ def raw_string(f: FieldDef, value: Any) -> str:
     return str(value)
 
 
+# Date-time types whose display value is in the session time zone (dates and durations are not).
+LOCAL_TIME_TYPES = frozenset({"glide_date_time", "due_date"})
+
+
 def display_string(f: FieldDef, value: Any, tz: str) -> str:
     if value is None or f.type in SECRET_TYPES:
         return ""
@@ -41,9 +45,42 @@ def display_string(f: FieldDef, value: Any, tz: str) -> str:
         return "true" if value else "false"
     if f.type in ("integer", "longint") and isinstance(value, int):
         return f"{value:,}"
-    if f.kind == "date" and f.type == "glide_date_time":
+    if f.type in LOCAL_TIME_TYPES:
         return to_display(str(value), tz)
     return raw_string(f, value)
+
+
+def raw_function(f: FieldDef) -> Callable[[Any], str]:
+    """``raw_string`` specialised for one field (the per-row hot path of large pages)."""
+    if f.type in SECRET_TYPES:
+        return lambda _raw: ""
+    if f.type == "boolean":
+        return lambda raw: "" if raw is None else ("true" if raw else "false")
+    if f.storage == "TEXT":
+        return lambda raw: "" if raw is None else raw if isinstance(raw, str) else raw_string(f, raw)
+    if f.storage == "INTEGER":
+        return lambda raw: "" if raw is None else str(raw) if isinstance(raw, int) else raw_string(f, raw)
+    return lambda raw: raw_string(f, raw)
+
+
+def display_function(f: FieldDef, tz: str) -> Callable[[Any], str]:
+    """``display_string`` specialised for one field; it is ``raw_function(f)`` itself when they agree."""
+    raw = raw_function(f)
+    if f.type in SECRET_TYPES or f.type == "boolean":
+        return raw
+    if f.choices:
+        labels = {value: label for value, label in reversed(f.choices)}  # the first label of a value wins
+
+        def choice(value: Any) -> str:
+            text = raw(value)
+            return labels.get(text) or text
+
+        return choice
+    if f.type in ("integer", "longint"):
+        return lambda value: "" if value is None else f"{value:,}" if isinstance(value, int) else raw(value)
+    if f.type in LOCAL_TIME_TYPES and tz not in ("UTC", "GMT", ""):
+        return lambda value: "" if value is None else to_display(str(value), tz)
+    return raw
 
 
 @dataclass
@@ -63,19 +100,16 @@ class RenderPlan:
         self.select_sql = ", ".join(expr for c in columns for expr in c.select) or "t.sys_id"
         self._widths = [len(c.select) for c in columns]
         self.journal_columns = [c for c in columns if c.journal]
+        # (key, formatter, index of the value, whether the next column is its display value); columns
+        # without a SELECT (constants) read index 0 and ignore it.
+        self._steps: list[tuple[str, Formatter, int, bool]] = []
+        index = 0
+        for column, width in zip(columns, self._widths, strict=True):
+            self._steps.append((column.key, column.format, index if width else 0, width == 2))
+            index += width
 
     def render(self, row: Sequence[Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        i = 0
-        for column, width in zip(self.columns, self._widths, strict=True):
-            if width == 2:
-                out[column.key] = column.format(row[i], row[i + 1])
-            elif width == 1:
-                out[column.key] = column.format(row[i], None)
-            else:
-                out[column.key] = column.format(None, None)
-            i += width
-        return out
+        return {key: fmt(row[i], row[i + 1]) if paired else fmt(row[i], None) for key, fmt, i, paired in self._steps}
 
 
 class Renderer:
@@ -151,19 +185,20 @@ class Renderer:
             if mode == "true":
                 return lambda raw, _disp: class_label(raw)
             return lambda raw, _disp: {"display_value": class_label(raw), "value": raw_string(f, raw)}
+        raw = raw_function(f)
+        if mode == "false":
+            return lambda value, _disp: raw(value)
+        display = display_function(f, self.tz)
         if mode == "true":
-            tz = self.tz
-            return lambda raw, _disp: display_string(f, raw, tz)
-        if mode == "all":
-            tz = self.tz
-            return lambda raw, _disp: {"display_value": display_string(f, raw, tz), "value": raw_string(f, raw)}
-        if f.type == "boolean":
-            return lambda raw, _disp: "" if raw is None else ("true" if raw else "false")
-        if f.type in SECRET_TYPES:
-            return lambda _raw, _disp: ""
-        if f.storage == "TEXT":
-            return lambda raw, _disp: "" if raw is None else raw
-        return lambda raw, _disp: raw_string(f, raw)
+            return lambda value, _disp: display(value)
+        if display is raw:
+
+            def same(value: Any, _disp: Any) -> dict[str, str]:
+                text = raw(value)
+                return {"display_value": text, "value": text}
+
+            return same
+        return lambda value, _disp: {"display_value": display(value), "value": raw(value)}
 
     def _link(self, target: str, sys_id: str) -> str:
         if self.link_style == "cmdb":
@@ -178,6 +213,8 @@ class Renderer:
         def fmt(raw: Any, disp: Any) -> Any:
             value = "" if raw is None else str(raw)
             shown = "" if disp is None else str(disp)
+            if disp is None and value == GLOBAL_DOMAIN:
+                shown = GLOBAL_DOMAIN  # the global domain is not a row, but displays as "global"
             if mode == "false":
                 if exclude or not value:
                     return value
@@ -216,9 +253,19 @@ class Renderer:
         labels = {"work_notes": "Work notes", "comments": "Additional comments"}
         parts = []
         for created_on, created_by, element, value, user_display in rows:
-            header = f"{to_display(created_on, self.tz)} - {user_display or created_by} ({labels.get(element, element)})"
+            header = (
+                f"{to_display(created_on, self.tz)} - {user_display or created_by} ({labels.get(element, element)})"
+            )
             parts.append(f"{header}\n{value}\n")
         return "\n".join(parts)
+
+
+# Sort orders whose last row identifies where the next page starts: (key column, comparison).
+_KEYSET_ORDERS: dict[tuple[str, ...], tuple[str, str]] = {
+    (): ("t.rowid", ">"),
+    ('t."sys_id" ASC',): ('t."sys_id"', ">"),  # pysnc always sends ORDERBYsys_id
+    ('t."sys_id" DESC',): ('t."sys_id"', "<"),
+}
 
 
 def select_rows(
@@ -231,11 +278,34 @@ def select_rows(
     limit: int | None,
     offset: int,
 ) -> list[Any]:
+    """The rows of one page, each a tuple in ``plan``'s column order (possibly with one extra trailing value).
+
+    Clients page with ``sysparm_offset``. An OFFSET makes SQLite step over every earlier row, so listing
+    N rows page by page costs O(N^2). When the order has a unique key (the default order, or sys_id),
+    the last key of each page is remembered, and the next page's request, if nothing was written in
+    between, seeks to it instead: the same rows, in O(page).
+    """
     root = store.dictionary.root(table)
-    sql = f"SELECT {plan.select_sql} FROM {quote(root)} t WHERE {where}"
-    sql += " ORDER BY " + ", ".join([*order, "t.rowid"])
-    if limit is not None:
-        sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
-    elif offset:
-        sql += f" LIMIT -1 OFFSET {int(offset)}"
-    return store.execute(sql, params).fetchall()
+    keyset = _KEYSET_ORDERS.get(tuple(order)) if limit is not None and limit > 1 else None
+    order_sql = " ORDER BY " + ", ".join([*order, "t.rowid"])
+    if keyset is None:
+        sql = f"SELECT {plan.select_sql} FROM {quote(root)} t WHERE {where}{order_sql}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
+        elif offset:
+            sql += f" LIMIT -1 OFFSET {int(offset)}"
+        return store.execute(sql, params).fetchall()
+    key_sql, comparison = keyset
+    version = store.version()
+    signature = ("page", root, where, tuple(params), tuple(order), version)
+    start = store.memo_get((*signature, offset)) if offset else None
+    sql = f"SELECT {plan.select_sql}, {key_sql} FROM {quote(root)} t WHERE ({where})"
+    if start is None:
+        sql += f"{order_sql} LIMIT {int(limit)} OFFSET {int(offset)}"
+        rows = store.execute(sql, params).fetchall()
+    else:
+        sql += f" AND {key_sql} {comparison} ?{order_sql} LIMIT {int(limit)}"
+        rows = store.execute(sql, [*params, start]).fetchall()
+    if len(rows) == limit:
+        store.memo_put((*signature, offset + len(rows)), rows[-1][-1])
+    return rows

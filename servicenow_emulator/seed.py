@@ -109,15 +109,24 @@ class Seeder:
                     "user": self.ids["user:prefect.integration"],
                 },
             )
-            self.insert("api_key", {"name": "Prefect integration key", "user": self.ids["user:prefect.integration"], "token": API_KEY})
+            self.insert(
+                "api_key",
+                {"name": "Prefect integration key", "user": self.ids["user:prefect.integration"], "token": API_KEY},
+            )
             # The table list and every choice list, as sys_db_object and sys_choice rows.
             table_rows = []
             choice_rows = []
             now = glide_now()
-            system = {"sys_created_on": now, "sys_created_by": "system", "sys_updated_on": now, "sys_updated_by": "system", "sys_mod_count": 0}
+            system = {
+                "sys_created_on": now,
+                "sys_created_by": "system",
+                "sys_updated_on": now,
+                "sys_updated_by": "system",
+                "sys_mod_count": 0,
+            }
             object_ids = {name: new_sys_id() for name in dictionary.tables}
             for name, t in dictionary.tables.items():
-                table_rows.append((object_ids[name], name, t.label, object_ids.get(t.parent or "", None), t.number_prefix))
+                table_rows.append((object_ids[name], name, t.label, object_ids.get(t.parent or ""), t.number_prefix))
                 for f in t.own_fields.values():
                     for sequence, (value, label) in enumerate(f.choices):
                         choice_rows.append((new_sys_id(), name, f.name, value, label, sequence * 10))
@@ -146,7 +155,13 @@ class Seeder:
             for user_name, first, last in people:
                 user_id = self.insert(
                     "sys_user",
-                    {"user_name": user_name, "user_password": user_name, "first_name": first, "last_name": last, "email": f"{user_name}@example.com"},
+                    {
+                        "user_name": user_name,
+                        "user_password": user_name,
+                        "first_name": first,
+                        "last_name": last,
+                        "email": f"{user_name}@example.com",
+                    },
                     f"user:{user_name}",
                 )
                 self.insert("sys_user_has_role", {"user": user_id, "role": ids["role:itil"]})
@@ -161,11 +176,18 @@ class Seeder:
             for name, (manager, description) in groups.items():
                 group_id = self.insert(
                     "sys_user_group",
-                    {"name": name, "manager": ids[f"user:{manager}"], "description": description, "email": f"{name.lower().replace(' ', '.')}@example.com"},
+                    {
+                        "name": name,
+                        "manager": ids[f"user:{manager}"],
+                        "description": description,
+                        "email": f"{name.lower().replace(' ', '.')}@example.com",
+                    },
                     f"group:{name}",
                 )
                 self.insert("sys_user_grmember", {"user": ids[f"user:{manager}"], "group": group_id})
-            self.insert("sys_user_grmember", {"user": ids["user:prefect.integration"], "group": ids["group:Linux Operations"]})
+            self.insert(
+                "sys_user_grmember", {"user": ids["user:prefect.integration"], "group": ids["group:Linux Operations"]}
+            )
 
             # Services carry the tier (busines_criticality) and the owning group.
             services = {
@@ -198,7 +220,15 @@ class Seeder:
             for name, (service, port, group) in applications.items():
                 self.insert(
                     "cmdb_ci_appl",
-                    {"name": name, "tcp_port": port, "version": "1.4.2", "support_group": ids[f"group:{group}"], "managed_by_group": ids[f"group:{group}"], "environment": "Production", "used_for": "Production"},
+                    {
+                        "name": name,
+                        "tcp_port": port,
+                        "version": "1.4.2",
+                        "support_group": ids[f"group:{group}"],
+                        "managed_by_group": ids[f"group:{group}"],
+                        "environment": "Production",
+                        "used_for": "Production",
+                    },
                     f"ci:{name}",
                 )
                 self.relate(f"ci:{service}", f"ci:{name}", "Depends on::Used by")
@@ -246,13 +276,35 @@ class Seeder:
             for name, instance_id in (("pay-app-01", "i-0a1b2c3d4e5f60001"), ("pay-app-02", "i-0a1b2c3d4e5f60002")):
                 self.insert(
                     "cmdb_ci_vm_instance",
-                    {"name": f"{name}-vm", "object_id": instance_id, "vm_inst_id": instance_id, "state": "on", "cpus": 8, "memory": 32768, "discovery_source": "AWS"},
+                    {
+                        "name": f"{name}-vm",
+                        "object_id": instance_id,
+                        "vm_inst_id": instance_id,
+                        "state": "on",
+                        "cpus": 8,
+                        "memory": 32768,
+                        "discovery_source": "AWS",
+                    },
                     f"ci:{name}-vm",
                 )
                 self.relate(f"ci:{name}", f"ci:{name}-vm", "Virtualized by::Virtualizes")
-            self.insert("cmdb_ci_kubernetes_cluster", {"name": "prod-k8s", "cluster_version": "1.31", "ip_address_api": "10.10.9.1", "port": "6443", "discovery_source": "Kubernetes"}, "ci:prod-k8s")
+            self.insert(
+                "cmdb_ci_kubernetes_cluster",
+                {
+                    "name": "prod-k8s",
+                    "cluster_version": "1.31",
+                    "ip_address_api": "10.10.9.1",
+                    "port": "6443",
+                    "discovery_source": "Kubernetes",
+                },
+                "ci:prod-k8s",
+            )
             for namespace in ("payments", "portal"):
-                self.insert("cmdb_ci_kubernetes_namespace", {"name": namespace, "discovery_source": "Kubernetes"}, f"ci:ns-{namespace}")
+                self.insert(
+                    "cmdb_ci_kubernetes_namespace",
+                    {"name": namespace, "discovery_source": "Kubernetes"},
+                    f"ci:ns-{namespace}",
+                )
                 self.relate("ci:prod-k8s", f"ci:ns-{namespace}", "Contains::Contained by")
             self.relate("ci:payments-worker", "ci:prod-k8s", "Hosted on::Hosts")
 
@@ -271,12 +323,19 @@ class Seeder:
             "Restart application service": (
                 "Restart an application's service on the hosts it runs on",
                 "Software",
-                [("service_name", "Service to restart", True), ("restart_timeout_s", "Seconds to wait for health", False)],
+                [
+                    ("service_name", "Service to restart", True),
+                    ("restart_timeout_s", "Seconds to wait for health", False),
+                ],
             ),
             "Patch Linux hosts": (
                 "Apply OS patches to the Linux hosts of an application",
                 "Software",
-                [("patch_baseline", "Patch baseline", False), ("max_parallel", "Hosts patched at once", False), ("failure_threshold", "Failures that stop the wave", False)],
+                [
+                    ("patch_baseline", "Patch baseline", False),
+                    ("max_parallel", "Hosts patched at once", False),
+                    ("failure_threshold", "Failures that stop the wave", False),
+                ],
             ),
             "Rotate TLS certificate": (
                 "Rotate the TLS certificate of an application endpoint",
@@ -287,7 +346,12 @@ class Seeder:
         for name, (description, category, variables) in templates.items():
             producer = self.insert(
                 "std_change_record_producer",
-                {"name": name, "short_description": description, "category": category, "template_value": f"short_description={description}^category={category}^type=standard"},
+                {
+                    "name": name,
+                    "short_description": description,
+                    "category": category,
+                    "template_value": f"short_description={description}^category={category}^type=standard",
+                },
                 f"producer:{name}",
             )
             version = self.insert(
@@ -338,36 +402,59 @@ class Seeder:
         for order, (name, value) in enumerate(variables.items()):
             self.insert(
                 "question_answer",
-                {"table_name": "change_request", "table_sys_id": change_id, "question": self.ids[f"var:{name}"], "value": value, "order": order * 100},
+                {
+                    "table_name": "change_request",
+                    "table_sys_id": change_id,
+                    "question": self.ids[f"var:{name}"],
+                    "value": value,
+                    "order": order * 100,
+                },
             )
         return change_id
 
     def _changes(self) -> None:
         self.standard_change(
-            "Restart application service", "ci:payments-api", {"service_name": "payments-api", "restart_timeout_s": "60"},
+            "Restart application service",
+            "ci:payments-api",
+            {"service_name": "payments-api", "restart_timeout_s": "60"},
             short_description="Restart payments-api after config rollout",
         )
         self.standard_change(
-            "Restart application service", "ci:portal-web", {"service_name": "portal-web", "restart_timeout_s": "30"},
+            "Restart application service",
+            "ci:portal-web",
+            {"service_name": "portal-web", "restart_timeout_s": "30"},
             short_description="Restart portal-web to pick up new TLS bundle",
         )
         self.standard_change(
-            "Patch Linux hosts", "ci:portal-web", {"patch_baseline": "2026-11", "max_parallel": "2", "failure_threshold": "1"},
+            "Patch Linux hosts",
+            "ci:portal-web",
+            {"patch_baseline": "2026-11", "max_parallel": "2", "failure_threshold": "1"},
             short_description="Monthly patching: portal-web hosts",
         )
         closed = self.standard_change(
-            "Restart application service", "ci:wiki", {"service_name": "wiki"},
-            short_description="Restart wiki (last month)", approval="approved",
+            "Restart application service",
+            "ci:wiki",
+            {"service_name": "wiki"},
+            short_description="Restart wiki (last month)",
+            approval="approved",
         )
         for state in ("-2", "-1", "0"):
             self.platform.update("change_request", closed, {"state": state}, SYSTEM)
         self.platform.update(
-            "change_request", closed,
-            {"state": "3", "close_code": "successful", "close_notes": "Restarted by hand before automation.", "work_notes": "Closed by the on-call engineer."},
+            "change_request",
+            closed,
+            {
+                "state": "3",
+                "close_code": "successful",
+                "close_notes": "Restarted by hand before automation.",
+                "work_notes": "Closed by the on-call engineer.",
+            },
             SYSTEM,
         )
         canceled = self.standard_change(
-            "Patch Linux hosts", "ci:reporting-etl", {"patch_baseline": "2026-10"},
+            "Patch Linux hosts",
+            "ci:reporting-etl",
+            {"patch_baseline": "2026-10"},
             short_description="Patch reporting hosts (superseded)",
         )
         self.platform.update("change_request", canceled, {"state": "4"}, SYSTEM)
@@ -389,32 +476,89 @@ class Seeder:
         ids = self.ids
         self.insert(
             "incident",
-            {"short_description": "Portal login slow for some users", "caller_id": ids["user:carol.web"], "cmdb_ci": ids["ci:portal-web"], "assignment_group": ids["group:Web Platform"], "impact": "2", "urgency": "2", "category": "software"},
+            {
+                "short_description": "Portal login slow for some users",
+                "caller_id": ids["user:carol.web"],
+                "cmdb_ci": ids["ci:portal-web"],
+                "assignment_group": ids["group:Web Platform"],
+                "impact": "2",
+                "urgency": "2",
+                "category": "software",
+            },
         )
         self.insert(
             "incident",
-            {"short_description": "Reporting ETL job missed its window", "caller_id": ids["user:bob.dba"], "cmdb_ci": ids["ci:reporting-etl"], "assignment_group": ids["group:Database Operations"], "impact": "3", "urgency": "2", "state": "2", "category": "database"},
+            {
+                "short_description": "Reporting ETL job missed its window",
+                "caller_id": ids["user:bob.dba"],
+                "cmdb_ci": ids["ci:reporting-etl"],
+                "assignment_group": ids["group:Database Operations"],
+                "impact": "3",
+                "urgency": "2",
+                "state": "2",
+                "category": "database",
+            },
         )
         resolved = self.insert(
             "incident",
-            {"short_description": "Payments API 5xx spike", "caller_id": ids["user:dave.pay"], "cmdb_ci": ids["ci:payments-api"], "assignment_group": ids["group:Payments Engineering"], "impact": "1", "urgency": "1", "category": "software"},
+            {
+                "short_description": "Payments API 5xx spike",
+                "caller_id": ids["user:dave.pay"],
+                "cmdb_ci": ids["ci:payments-api"],
+                "assignment_group": ids["group:Payments Engineering"],
+                "impact": "1",
+                "urgency": "1",
+                "category": "software",
+            },
         )
         self.platform.update(
-            "incident", resolved,
-            {"state": "6", "close_code": "Solution provided", "close_notes": "Rolled back the faulty release.", "work_notes": "Rollback done, error rate normal."},
+            "incident",
+            resolved,
+            {
+                "state": "6",
+                "close_code": "Solution provided",
+                "close_notes": "Rolled back the faulty release.",
+                "work_notes": "Rollback done, error rate normal.",
+            },
             SYSTEM,
         )
 
 
-def generate(emulator: Emulator, *, ci_count: int = 0, change_count: int = 0, incident_count: int = 0, seed: int = 7) -> None:
+def generate(
+    emulator: Emulator, *, ci_count: int = 0, change_count: int = 0, incident_count: int = 0, seed: int = 7
+) -> None:
     """Bulk rows for benchmarks: servers, changes and incidents, inserted in a few large transactions."""
     rng = random.Random(seed)
     store = emulator.store
     now = glide_now()
-    system = ["system", now, "system", now, 0]
-    sys_cols = ["sys_created_by", "sys_created_on", "sys_updated_by", "sys_updated_on", "sys_mod_count"]
+    # every generated row is in a domain-aware hierarchy (cmdb_ci, task): the global domain, as on insert
+    system = ["system", now, "system", now, 0, "global", "/"]
+    sys_cols = [
+        "sys_created_by",
+        "sys_created_on",
+        "sys_updated_by",
+        "sys_updated_on",
+        "sys_mod_count",
+        "sys_domain",
+        "sys_domain_path",
+    ]
     if ci_count:
-        columns = ["sys_id", "sys_class_name", "name", "ip_address", "os", "os_version", "cpu_count", "ram", "operational_status", "install_status", "serial_number", "environment", "discovery_source", *sys_cols]
+        columns = [
+            "sys_id",
+            "sys_class_name",
+            "name",
+            "ip_address",
+            "os",
+            "os_version",
+            "cpu_count",
+            "ram",
+            "operational_status",
+            "install_status",
+            "serial_number",
+            "environment",
+            "discovery_source",
+            *sys_cols,
+        ]
         batch = []
         for i in range(ci_count):
             linux = rng.random() < 0.8
@@ -443,21 +587,79 @@ def generate(emulator: Emulator, *, ci_count: int = 0, change_count: int = 0, in
             store.insert_many("cmdb_ci", columns, batch)
     if change_count:
         first = store.reserve_numbers("CHG", change_count)
-        columns = ["sys_id", "sys_class_name", "number", "short_description", "type", "state", "approval", "active", "priority", "impact", "urgency", "risk", "opened_at", *sys_cols]
+        columns = [
+            "sys_id",
+            "sys_class_name",
+            "number",
+            "short_description",
+            "type",
+            "state",
+            "approval",
+            "active",
+            "priority",
+            "impact",
+            "urgency",
+            "risk",
+            "opened_at",
+            *sys_cols,
+        ]
         rows = [
-            (new_sys_id(), "change_request", f"CHG{first + i:07d}", f"Generated change {i}", rng.choice(["standard", "normal"]), rng.choice([-5, -2, 3, 4]), rng.choice(["approved", "requested", "not requested"]), 1, 4, 3, 3, 4, now, *system)
+            (
+                new_sys_id(),
+                "change_request",
+                f"CHG{first + i:07d}",
+                f"Generated change {i}",
+                rng.choice(["standard", "normal"]),
+                rng.choice([-5, -2, 3, 4]),
+                rng.choice(["approved", "requested", "not requested"]),
+                1,
+                4,
+                3,
+                3,
+                4,
+                now,
+                *system,
+            )
             for i in range(change_count)
         ]
         store.insert_many("task", columns, rows)
     if incident_count:
         first = store.reserve_numbers("INC", incident_count)
-        columns = ["sys_id", "sys_class_name", "number", "short_description", "state", "incident_state", "active", "impact", "urgency", "priority", "opened_at", *sys_cols]
+        columns = [
+            "sys_id",
+            "sys_class_name",
+            "number",
+            "short_description",
+            "state",
+            "incident_state",
+            "active",
+            "impact",
+            "urgency",
+            "priority",
+            "opened_at",
+            *sys_cols,
+        ]
         rows = []
         for i in range(incident_count):
             impact, urgency = rng.choice([1, 2, 3]), rng.choice([1, 2, 3])
             from .rules.priority import PRIORITY_MATRIX
 
-            rows.append((new_sys_id(), "incident", f"INC{first + i:07d}", f"Generated incident {i}", 1, 1, 1, impact, urgency, PRIORITY_MATRIX[(impact, urgency)], now, *system))
+            rows.append(
+                (
+                    new_sys_id(),
+                    "incident",
+                    f"INC{first + i:07d}",
+                    f"Generated incident {i}",
+                    1,
+                    1,
+                    1,
+                    impact,
+                    urgency,
+                    PRIORITY_MATRIX[(impact, urgency)],
+                    now,
+                    *system,
+                )
+            )
         store.insert_many("task", columns, rows)
 
 

@@ -50,6 +50,7 @@ def build_emulator(options: ServeOptions) -> Emulator:
             change_count=options.change_count,
             incident_count=options.incident_count,
         )
+        emulator.store.analyze()  # planner statistics for the seeded data
     for name, value in options.properties.items():
         emulator.set_property(name, value)
     return emulator
@@ -60,10 +61,20 @@ async def serve(options: ServeOptions, emulator: Emulator | None = None) -> None
     app = create_app(emulator)
     servers = [
         uvicorn.Server(
-            uvicorn.Config(app, host=options.host, port=options.port, log_level=options.log_level, access_log=False, server_header=False)
+            uvicorn.Config(
+                app,
+                host=options.host,
+                port=options.port,
+                log_level=options.log_level,
+                access_log=False,
+                server_header=False,
+                timeout_graceful_shutdown=2,
+            )
         )
     ]
-    print(f"ServiceNow emulator: http://{options.host}:{options.port}  (seed={options.seed}, db={options.db})", flush=True)
+    print(
+        f"ServiceNow emulator: http://{options.host}:{options.port}  (seed={options.seed}, db={options.db})", flush=True
+    )
     if options.tls:
         material = ensure_local_ca(Path(options.tls_dir))
         servers.append(
@@ -77,11 +88,13 @@ async def serve(options: ServeOptions, emulator: Emulator | None = None) -> None
                     log_level=options.log_level,
                     access_log=False,
                     server_header=False,
+                    timeout_graceful_shutdown=2,
                     lifespan="off",
                 )
             )
         )
-        print(f"ServiceNow emulator: https://{options.host}:{options.tls_port}  CA certificate: {material.ca_cert.resolve()}", flush=True)
+        https = f"https://{options.host}:{options.tls_port}"
+        print(f"ServiceNow emulator: {https}  CA certificate: {material.ca_cert.resolve()}", flush=True)
     print(
         "Not a production system: seeded users and passwords are public (see servicenow_emulator/README.md).",
         flush=True,

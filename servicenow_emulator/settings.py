@@ -9,7 +9,10 @@ from __future__ import annotations
 from .store import Store
 
 DEFAULTS: dict[str, tuple[str, str]] = {
-    "glide.invalid_query.returns_no_rows": ("false", "An invalid query condition returns no rows instead of being ignored."),
+    "glide.invalid_query.returns_no_rows": (
+        "false",
+        "An invalid query condition returns no rows instead of being ignored.",
+    ),
     "glide.oauth.inbound.client.credential.grant_type.enabled": ("false", "Allow the OAuth client_credentials grant."),
     "com.glide.attachment.max_size": ("1024", "Largest attachment, in MB."),
     "glide.rest.max_content_length": ("10", "Largest REST request body, in MB."),

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,6 +34,10 @@ _INDEXES: dict[str, list[str]] = {
 }
 
 
+# Entries kept by the read caches (page cursors, counts); each is a few dozen bytes.
+_MEMO_SIZE = 4096
+
+
 def quote(identifier: str) -> str:
     """Quote an SQL identifier (column names such as ``order`` and ``type`` are keywords)."""
     return '"' + identifier.replace('"', '""') + '"'
@@ -47,6 +52,8 @@ class Store:
         self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.lock = threading.RLock()
         self._in_tx = 0
+        self._on_commit: list[Callable[[], None]] = []
+        self._memo: OrderedDict[Hashable, Any] = OrderedDict()
         if path != ":memory:":
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -80,9 +87,7 @@ class Store:
                     )
                 self.columns[root] = list(columns)
             # Internal tables: attachment content, number counters, emulator state.
-            self.conn.execute(
-                "CREATE TABLE IF NOT EXISTS _attachment_content (sys_id TEXT PRIMARY KEY, content BLOB)"
-            )
+            self.conn.execute("CREATE TABLE IF NOT EXISTS _attachment_content (sys_id TEXT PRIMARY KEY, content BLOB)")
             self.conn.execute("CREATE TABLE IF NOT EXISTS _number_counter (prefix TEXT PRIMARY KEY, next INTEGER)")
 
     # --- transactions -------------------------------------------------------------------------
@@ -93,6 +98,7 @@ class Store:
             outer = self._in_tx == 0
             if outer:
                 self.conn.execute("BEGIN IMMEDIATE")
+                self._on_commit = []
             self._in_tx += 1
             try:
                 yield self.conn
@@ -100,24 +106,58 @@ class Store:
                 self._in_tx -= 1
                 if outer:
                     self.conn.execute("ROLLBACK")
+                    self._on_commit = []
                 raise
             else:
                 self._in_tx -= 1
                 if outer:
                     self.conn.execute("COMMIT")
+                    callbacks, self._on_commit = self._on_commit, []
+                    for callback in callbacks:
+                        callback()
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the outermost transaction commits (now, outside one); never on rollback."""
+        if self._in_tx:
+            self._on_commit.append(callback)
+        else:
+            callback()
 
     # --- rows ---------------------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         with self.lock:
             return self.conn.execute(sql, params)
 
+    # --- read caches ----------------------------------------------------------------------------
+    def version(self) -> int:
+        """A number that changes whenever any row is written, by any path: the key of the read caches."""
+        with self.lock:
+            return self.conn.total_changes
+
+    def memo_get(self, key: Hashable) -> Any:
+        """A value remembered for ``key`` (keys include :meth:`version`, so stale entries never match)."""
+        with self.lock:
+            value = self._memo.get(key)
+            if value is not None:
+                self._memo.move_to_end(key)
+            return value
+
+    def memo_put(self, key: Hashable, value: Any) -> None:
+        with self.lock:
+            self._memo[key] = value
+            self._memo.move_to_end(key)
+            while len(self._memo) > _MEMO_SIZE:
+                self._memo.popitem(last=False)
+
+    def analyze(self) -> None:
+        """Refresh the planner's statistics (after bulk loads), so that it picks the right index."""
+        with self.lock:
+            self.conn.execute("ANALYZE")
+
     def insert(self, table: str, values: dict[str, Any]) -> None:
         root = self.dictionary.root(table)
         cols = [c for c in values if c in self.columns[root]]
-        sql = (
-            f"INSERT INTO {quote(root)} ({', '.join(quote(c) for c in cols)}) "
-            f"VALUES ({', '.join('?' for _ in cols)})"
-        )
+        sql = f"INSERT INTO {quote(root)} ({', '.join(quote(c) for c in cols)}) VALUES ({', '.join('?' for _ in cols)})"
         self.execute(sql, [values[c] for c in cols])
 
     def insert_many(self, table: str, columns: list[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -183,15 +183,11 @@ def _write_ca(paths: LocalTLS, now: dt.datetime) -> tuple[x509.Certificate, ec.E
     return cert, key
 
 
-def _write_server(
-    paths: LocalTLS, ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], now: dt.datetime
-) -> None:
+def _write_server(paths: LocalTLS, ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], now: dt.datetime) -> None:
     ca_cert, ca_key = ca
     key = ec.generate_private_key(ec.SECP256R1())
     not_after = min(now + SERVER_VALIDITY, ca_cert.not_valid_after_utc)
-    san = [x509.DNSName(n) for n in SERVER_DNS] + [
-        x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVER_IPS
-    ]
+    san = [x509.DNSName(n) for n in SERVER_DNS] + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVER_IPS]
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     cert = (
         x509.CertificateBuilder()

@@ -36,8 +36,18 @@ async def faults(request: Request) -> Response:
     if request.method in ("PUT", "PATCH", "POST"):
         data = await _json_body(request)
         if request.method == "PUT":
-            emulator.faults.configure({"latency_ms": 0, "latency_per_row_ms": 0, "error_rates": {}, "drop_rate": 0,
-                                       "drop_after_rate": 0, "quota_cancel_rate": 0, "hibernate": False, "script": []})
+            emulator.faults.configure(
+                {
+                    "latency_ms": 0,
+                    "latency_per_row_ms": 0,
+                    "error_rates": {},
+                    "drop_rate": 0,
+                    "drop_after_rate": 0,
+                    "quota_cancel_rate": 0,
+                    "hibernate": False,
+                    "script": [],
+                }
+            )
         try:
             emulator.faults.configure(data)
         except (TypeError, ValueError) as exc:
@@ -66,9 +76,7 @@ async def properties(request: Request) -> Response:
             emulator.set_property(str(name), str(value).lower() if isinstance(value, bool) else str(value))
     from ..settings import DEFAULTS
 
-    names = set(DEFAULTS) | {
-        r[0] for r in emulator.store.execute("SELECT name FROM sys_properties").fetchall() if r[0]
-    }
+    names = set(DEFAULTS) | {r[0] for r in emulator.store.execute("SELECT name FROM sys_properties").fetchall() if r[0]}
     return json_response({"result": {name: emulator.settings.get(name) for name in sorted(names)}})
 
 

@@ -83,7 +83,9 @@ def wants_xml(request: Request) -> bool:
         return False
     if "xml" in accept:
         return True
-    raise PlatformError(406, "Not Acceptable", f"Accept '{accept}' is not supported; use application/json or application/xml")
+    raise PlatformError(
+        406, "Not Acceptable", f"Accept '{accept}' is not supported; use application/json or application/xml"
+    )
 
 
 # --- parameters -----------------------------------------------------------------------------------
@@ -138,13 +140,27 @@ def fields_param(request: Request) -> list[str] | None:
 async def read_json_body(request: Request) -> Any:
     """The JSON body of a write, after the Content-Type and size checks ServiceNow makes."""
     emulator = emulator_of(request)
-    body = await request.body()
     limit_mb = emulator.settings.number("glide.rest.max_content_length", 10)
-    if len(body) > limit_mb * 1024 * 1024:
-        raise bad_request(
+    limit = limit_mb * 1024 * 1024
+
+    def too_large(size: int | str) -> PlatformError:
+        return bad_request(
             "Request entity too large",
-            f"The request body is {len(body)} bytes; the limit (glide.rest.max_content_length) is {limit_mb:g} MB",
+            f"The request body is {size} bytes; the limit (glide.rest.max_content_length) is {limit_mb:g} MB",
         )
+
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(declared)  # refused before the body is read into memory
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise too_large(f"more than {int(limit)}")
+    body = b"".join(chunks)
+    request._body = body  # later readers (request.body()) see the same bytes
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if emulator.settings.flag("emulator.rest.strict_content_type"):
         if not content_type:

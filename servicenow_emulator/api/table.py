@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from typing import Any
 from urllib.parse import urlencode
 
@@ -10,15 +11,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import acl
-from ..errors import no_records_v1, no_such_resource, record_not_found
+from ..errors import bad_request, no_records_v1, no_such_resource, record_not_found
 from ..query import QueryContext, SqlBuilder, class_filter, parse
 from ..render import Renderer, select_rows
+from ..store import Store, quote
 from .common import (
     base_url,
     bool_param,
     display_param,
-    emulator_of,
     empty_response,
+    emulator_of,
     fields_param,
     int_param,
     json_response,
@@ -32,6 +34,7 @@ from .common import (
 )
 
 DEFAULT_LIMIT = 10000
+_SQL_LIMITS = ("too many SQL variables", "Expression tree is too large", "parser stack overflow", "too many")
 _RESERVED_PARAMS = ("sysparm_", "x-sn-apikey", "api_version")
 
 
@@ -77,7 +80,7 @@ def encoded_query_from_request(request: Request, table: str) -> str:
     emulator = emulator_of(request)
     terms = []
     for name, value in request.query_params.multi_items():
-        if name.startswith(_RESERVED_PARAMS) or "^" in value:
+        if name.startswith(_RESERVED_PARAMS):
             continue
         f = emulator.dictionary.field(table, name.split(".")[0])
         if f is None:
@@ -85,7 +88,7 @@ def encoded_query_from_request(request: Request, table: str) -> str:
             continue
         if f.choices and not any(value == v for v, _ in f.choices):
             value = f.choice_value_for_label(value) or value
-        terms.append(f"{name}={value}")
+        terms.append(f"{name}={value.replace('^', '^^')}")  # a value's caret is literal
     return "^".join(terms)
 
 
@@ -113,17 +116,35 @@ def fetch_rows(
         where += f" AND ({extra_where[0]})"
         params += extra_where[1]
     total = None
-    if count:
-        emulator.stats.count_queries += 1
-        root = emulator.dictionary.root(table)
-        total = emulator.store.execute(f'SELECT COUNT(*) FROM "{root}" t WHERE {where}', params).fetchone()[0]
     plan = renderer(request, link_style=link_style).plan(table, fields, ctx)
-    rows = select_rows(emulator.store, table, plan, where, params, compiled.order, limit, offset)
+    try:
+        if count:
+            emulator.stats.count_queries += 1
+            total = count_rows(emulator.store, emulator.dictionary.root(table), where, params)
+        rows = select_rows(emulator.store, table, plan, where, params, compiled.order, limit, offset)
+    except sqlite3.OperationalError as exc:
+        # SQLite's own limits (variables, expression depth): a query no instance would run either.
+        if not any(limit_hit in str(exc) for limit_hit in _SQL_LIMITS):
+            raise
+        raise bad_request("Invalid query", "The encoded query is too large or too deeply nested") from None
     return [plan.render(row) for row in rows], total
 
 
+def count_rows(store: Store, root: str, where: str, params: list[Any]) -> int:
+    """``X-Total-Count``: the count(*) of a query, remembered until the next write (pages repeat it)."""
+    key = ("count", root, where, tuple(params), store.version())
+    total = store.memo_get(key)
+    if total is None:
+        total = store.execute(f"SELECT COUNT(*) FROM {quote(root)} t WHERE {where}", params).fetchone()[0]
+        store.memo_put(key, total)
+    return total
+
+
 def link_header(request: Request, total: int, limit: int, offset: int) -> str:
-    """first/prev/next/last, absolute, keeping the caller's other parameters (prev may go negative)."""
+    """first/prev/next/last, absolute, keeping the caller's other parameters (prev may go negative).
+
+    ``next`` is left out on the last page (UNCONFIRMED; the reference's open question).
+    """
     base = f"{base_url(request)}{request.url.path}"
     others = [(k, v) for k, v in request.query_params.multi_items() if k not in ("sysparm_offset", "sysparm_limit")]
 
@@ -131,9 +152,8 @@ def link_header(request: Request, total: int, limit: int, offset: int) -> str:
         return f"{base}?{urlencode([*others, ('sysparm_limit', str(limit)), ('sysparm_offset', str(at))])}"
 
     last = max(0, (total - 1) // limit * limit) if limit else 0
-    links = [f'<{url(0)}>;rel="first"']
-    if offset > 0:
-        links.append(f'<{url(offset - limit)}>;rel="prev"')
+    # The platform sends prev even on the first page, where its offset is negative (observed on PDIs).
+    links = [f'<{url(0)}>;rel="first"', f'<{url(offset - limit)}>;rel="prev"']
     if limit and offset + limit < total:
         links.append(f'<{url(offset + limit)}>;rel="next"')
     links.append(f'<{url(last)}>;rel="last"')
@@ -206,10 +226,20 @@ async def get_record(request: Request) -> Response:
     return xml_response({"result": row}) if xml else json_response({"result": row})
 
 
-def _write_response(request: Request, table: str, sys_id: str, status: int, headers: dict[str, str] | None = None) -> Response:
+def _write_options(request: Request) -> tuple[bool, bool]:
+    """Check a write's parameters and Accept before anything is written: (display_input, xml)."""
+    renderer(request)  # sysparm_display_value and sysparm_exclude_reference_link
+    return bool_param(request, "sysparm_input_display_value"), wants_xml(request)
+
+
+def _write_response(
+    request: Request, table: str, sys_id: str, status: int, headers: dict[str, str] | None = None, *, xml: bool = False
+) -> Response:
     if request.headers.get("x-no-response-body", "").lower() == "true":
         return empty_response(status, headers)
     row = read_one(request, table, sys_id)
+    if xml:
+        return xml_response({"result": row}, status, headers)
     return json_response({"result": row}, status, headers)
 
 
@@ -220,15 +250,11 @@ async def create_record(request: Request) -> Response:
     _version(request)
     emulator.platform.require_table(table)
     acl.check_write(emulator.dictionary, session_of(request), table, "create")
+    display_input, xml = _write_options(request)
     values = record_body(await read_json_body(request))
-    record = emulator.platform.insert(
-        table,
-        values,
-        session_of(request),
-        display_input=bool_param(request, "sysparm_input_display_value"),
-    )
+    record = emulator.platform.insert(table, values, session_of(request), display_input=display_input)
     location = f"{base_url(request)}/api/now/table/{table}/{record['sys_id']}"
-    return _write_response(request, table, record["sys_id"], 201, {"Location": location})
+    return _write_response(request, table, record["sys_id"], 201, {"Location": location}, xml=xml)
 
 
 @resource()
@@ -241,11 +267,10 @@ async def update_record(request: Request) -> Response:
     if emulator.platform.get(table, sys_id) is None or not acl.allowed(emulator.dictionary, session, table, "read"):
         raise record_not_found()
     acl.check_write(emulator.dictionary, session, table, "write")
+    display_input, xml = _write_options(request)
     values = record_body(await read_json_body(request))
-    emulator.platform.update(
-        table, sys_id, values, session, display_input=bool_param(request, "sysparm_input_display_value")
-    )
-    return _write_response(request, table, sys_id, 200)
+    emulator.platform.update(table, sys_id, values, session, display_input=display_input)
+    return _write_response(request, table, sys_id, 200, xml=xml)
 
 
 @resource()

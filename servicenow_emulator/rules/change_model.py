@@ -45,8 +45,7 @@ def enforce_transitions(change: Change) -> None:
             403,
             "Operation Failed",
             f"Invalid state transition: a {change.value('type') or 'normal'} change cannot move from "
-            f"{LABELS.get(int(old), old)} to {LABELS.get(int(new), new)}"
-            + (" while on hold" if on_hold else ""),
+            f"{LABELS.get(int(old), old)} to {LABELS.get(int(new), new)}" + (" while on hold" if on_hold else ""),
         )
 
 

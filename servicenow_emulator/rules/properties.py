@@ -10,4 +10,6 @@ def invalidate(change: Change) -> None:
 
 
 def register(rules: RuleSet) -> None:
-    rules.add("after", ["sys_properties", "sys_rate_limit_rules", "sys_script"], ["insert", "update", "delete"], invalidate)
+    rules.add(
+        "after", ["sys_properties", "sys_rate_limit_rules", "sys_script"], ["insert", "update", "delete"], invalidate
+    )

@@ -18,9 +18,10 @@ def full_name(change: Change) -> None:
 def hash_secrets(change: Change) -> None:
     column = HASHED_SECRETS.get(change.table)
     value = change.value(column) if column else None
-    if column and value and (change.operation == "insert" or change.changes(column)):
-        if not str(value).startswith("sha256$"):
-            change.current[column] = hash_secret(str(value))
+    if not column or not value or str(value).startswith("sha256$"):
+        return
+    if change.operation == "insert" or change.changes(column):
+        change.current[column] = hash_secret(str(value))
 
 
 def invalidate_sessions(change: Change) -> None:
