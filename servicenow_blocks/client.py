@@ -6,12 +6,14 @@ operation is a program (see ``transport``) that the client's driver runs. What t
 - **Paging** counts once, then pages with ``sysparm_no_count`` and ``sysparm_suppress_pagination_header``,
   optionally fetching several pages at once (a bounded window, so memory stays flat), or pages by keyset on
   sys_id. ``limit`` is exact; order is stable (``ORDERBYsys_id`` is added as the last sort key).
-- **Retries** honour ``Retry-After`` and ``X-RateLimit-Reset`` on 429, back off exponentially with jitter on
-  502/503/504 and transport errors, within an attempt and a time budget. A non-idempotent write (POST, or
-  a PATCH that appends journal entries) is re-sent only when it provably did not reach the instance, or
-  after looking the record up through a correlation query.
+- **Retries** honour ``Retry-After`` (429, 503) and ``X-RateLimit-Reset`` (429), back off exponentially with
+  jitter on 502/503/504 and transport errors, within an attempt and a time budget, and log each retry and
+  the giving up. A non-idempotent write (POST, or a PATCH that appends journal entries) is re-sent only when
+  it provably did not reach the instance (connect or write failure, 429, 503), or after looking the record
+  up through a correlation query (an attachment: through its SHA-256); otherwise AmbiguousWriteError.
 - **Errors** are typed (``servicenow_blocks.errors``) and say what to do.
-- **Limits**: a request rate and a concurrency cap per instance, shared by every client in the process.
+- **Limits**: a request rate and a concurrency cap per instance, shared by every client in the process
+  (sync and async alike); when live clients disagree, the strictest setting applies.
 """
 
 from __future__ import annotations
@@ -437,7 +439,7 @@ class _Core:
             if attempt >= policy.max_attempts or waited + wait > policy.max_wait_s:
                 elapsed = time.monotonic() - started
                 self.log.warning("%s: giving up after %d attempts in %.1f s (%s)", label, attempt, elapsed, reason)
-                retry_error.message += f" (gave up after {attempt} attempts in {elapsed:.1f} s)"
+                retry_error.extend(f" (gave up after {attempt} attempts in {elapsed:.1f} s)")
                 raise retry_error
             waited += wait
             self.log.warning(
@@ -544,8 +546,13 @@ class _Core:
         rows = rows[:wanted] if wanted is not None else rows
         emitted = len(rows)
         yield Emit(rows)
-        if len(rows) < first_size or (wanted is not None and emitted >= wanted):
+        if total is None:  # no count asked for, or none sent: a short page is the last one
+            if len(rows) < first_size or (wanted is not None and emitted >= wanted):
+                return emitted
+        elif emitted >= wanted or not rows:
             return emitted
+        elif len(rows) < first_size:
+            page_size = len(rows)  # the instance caps rows per answer below what was asked: page at its size
 
         if paging == "keyset":
             conditions = encoded.removesuffix("ORDERBYsys_id").rstrip("^")
@@ -556,21 +563,23 @@ class _Core:
                 page = yield from self._page(path, base, f"{conditions}^{after}" if conditions else after, size, 0)
                 yield Emit(page)
                 emitted += len(page)
-                if len(page) < size:
+                if not page or (wanted is None and len(page) < size):
                     break
                 last = page[-1]["sys_id"]
             return emitted
 
-        if wanted is None:
-            # No total (the instance sent no X-Total-Count): page until a short page.
+        if total is None:
+            # No total (the instance sent no X-Total-Count): page one at a time until a short page.
             offset = emitted
-            while True:
-                page = yield from self._page(path, base, encoded, page_size, offset)
+            while wanted is None or emitted < wanted:
+                size = page_size if wanted is None else min(page_size, wanted - emitted)
+                page = yield from self._page(path, base, encoded, size, offset)
                 yield Emit(page)
                 emitted += len(page)
                 offset += len(page)
-                if len(page) < page_size:
-                    return emitted
+                if len(page) < size:
+                    break
+            return emitted
 
         # Known total: fetch the remaining pages through a bounded window of concurrent requests, in order.
         offsets = deque(range(emitted, wanted, page_size))
@@ -909,6 +918,13 @@ def _transport_error(exc: Exception, method: str, path: str) -> ServiceNowError:
         return ConnectionFailedError(
             f"could not connect to the instance ({type(exc).__name__}: {text})", method=method, path=path
         )
+    if isinstance(exc, httpx.TimeoutException):
+        return ConnectionFailedError(
+            f"the instance did not answer in time ({type(exc).__name__})",
+            method=method,
+            path=path,
+            hint="Raise timeout on the credentials block, or ask for fewer rows per page (page_size) or fewer fields",
+        )
     return ConnectionFailedError(f"connection failed ({type(exc).__name__}: {text})", method=method, path=path)
 
 
@@ -990,7 +1006,7 @@ class ServiceNowClient(_Face):
     def __init__(self, settings: ClientSettings, http: httpx.Client):
         self._core = _Core(settings)
         self._http = http
-        self._driver = SyncDriver(http, max_workers=max(settings.concurrency, 1) * 2)
+        self._driver = SyncDriver(http, max_workers=32)  # threads start on demand; pages in flight are bounded
 
     def __enter__(self) -> ServiceNowClient:
         return self
@@ -999,6 +1015,7 @@ class ServiceNowClient(_Face):
         self.close()
 
     def close(self) -> None:
+        self._core.release_limits()
         self._driver.close()
         self._http.close()
 
@@ -1022,6 +1039,7 @@ class AsyncServiceNowClient(_Face):
         await self.aclose()
 
     async def aclose(self) -> None:
+        self._core.release_limits()
         await self._http.aclose()
 
     def aiter_records(self, table: str, query: QueryLike = None, **kw: Any) -> AsyncIterator[dict[str, Any]]:

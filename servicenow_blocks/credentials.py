@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
+import threading
 from typing import Any, Literal
 from urllib.parse import urlparse
 
@@ -27,6 +29,8 @@ from .errors import ConfigurationError
 __version__ = "0.1.0"
 AuthType = Literal["basic", "oauth_password", "oauth_client_credentials", "api_key", "bearer"]
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$", re.I)
+_OAUTH: dict[tuple[Any, ...], OAuthAuth] = {}  # shared OAuth token holders (see ServiceNowCredentials._auth)
+_OAUTH_LOCK = threading.Lock()
 
 
 def normalize_instance(value: str) -> str:
@@ -138,13 +142,22 @@ class ServiceNowCredentials(CredentialsBlock):
         if self.auth_type == "bearer":
             return bearer_auth(secret(self.token))
         grant = "password" if self.auth_type == "oauth_password" else "client_credentials"
-        return OAuthAuth(
-            grant,  # type: ignore[arg-type]
-            self.client_id or "",
-            secret(self.client_secret),
-            username=self.username,
-            password=secret(self.password) if self.password else None,
-        )
+        password = secret(self.password) if grant == "password" and self.password else None
+        # One token per instance, client and user in the process: a flow's tasks each build a client, and a
+        # token request per task would pile up tokens on the instance. The key holds a digest, not the secrets.
+        digest = hashlib.sha256(f"{secret(self.client_secret)}\0{password or ''}".encode()).hexdigest()
+        key = (self.base_url, grant, self.client_id or "", self.username if password else None, digest)
+        with _OAUTH_LOCK:
+            auth = _OAUTH.get(key)
+            if auth is None:
+                auth = _OAUTH[key] = OAuthAuth(
+                    grant,  # type: ignore[arg-type]
+                    self.client_id or "",
+                    secret(self.client_secret),
+                    username=self.username,
+                    password=password,
+                )
+            return auth
 
     def client_settings(self, logger: logging.Logger | logging.LoggerAdapter | None = None) -> ClientSettings:
         return ClientSettings(

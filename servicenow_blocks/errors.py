@@ -47,6 +47,11 @@ class ServiceNowError(Exception):
             text += f". {self.hint}"
         return text
 
+    def extend(self, text: str) -> None:
+        """Add to the message (e.g. how many attempts were made before giving up)."""
+        self.message += text
+        self.args = (str(self),)
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Prefect pickles task exceptions: keep the fields across processes.
         return (_rebuild, (type(self), self.message, self.__dict__))
@@ -84,6 +89,8 @@ class AuthenticationError(ServiceNowError):
 class ForbiddenError(ServiceNowError):
     """403: the instance refused the operation."""
 
+    hint = "The instance refused this operation for this user: check its roles, ACLs and business rules"
+
 
 class ACLError(ForbiddenError):
     """403 ACL Exception: the user's roles do not allow this on this table."""
@@ -111,6 +118,8 @@ class InvalidTableError(ServiceNowError):
 
 class BadRequestError(ServiceNowError):
     """400: the request was malformed or used an invalid parameter."""
+
+    hint = "Check the API path, parameters and body: the message says what the instance could not accept"
 
 
 class RateLimitedError(ServiceNowError):

@@ -296,7 +296,7 @@ class AsyncDriver:
     async def _steps(self, program: Program[T], result: list[T]) -> AsyncIterator[dict[str, Any]]:
         value: Any = None
         error: BaseException | None = None
-        spawned: list[asyncio.Task] = []
+        spawned: set[asyncio.Task] = set()  # still running; a finished one leaves (its rows go with the Join)
         try:
             while True:
                 try:
@@ -316,7 +316,8 @@ class AsyncDriver:
                         await self._acquire(effect.gate)
                     elif isinstance(effect, Spawn):
                         task = asyncio.ensure_future(self.run(effect.program))
-                        spawned.append(task)
+                        spawned.add(task)
+                        task.add_done_callback(spawned.discard)
                         value = task
                     elif isinstance(effect, Join):
                         value = await effect.handle
@@ -330,9 +331,8 @@ class AsyncDriver:
                 except Exception as exc:
                     error = exc
         finally:
-            for task in spawned:
-                if not task.done():
-                    task.cancel()
+            for task in list(spawned):
+                task.cancel()
             program.close()
 
     @staticmethod

@@ -1,0 +1,146 @@
+"""Every typed error, from real answers of the emulator: one error per bad input, naming the cause and the fix,
+carrying status, message, detail and transaction id; and the query builder refusing injected values."""
+
+from __future__ import annotations
+
+import pickle
+import time
+from typing import Any
+
+import httpx
+import pytest
+from client_support import Instance, tag
+
+from servicenow_blocks import (
+    ACLError,
+    DataPolicyError,
+    InvalidTableError,
+    NotFoundError,
+    Query,
+    ServiceNowError,
+)
+from servicenow_blocks.client import _server_wait
+from servicenow_blocks.errors import BadRequestError
+from servicenow_blocks.query import QueryValueError
+
+
+def _one_error(sn: Instance, call: Any, error_type: type[ServiceNowError], route: str) -> ServiceNowError:
+    before = sn.counts()
+    with pytest.raises(error_type) as caught:
+        call()
+    assert sn.delta(before, route) == 1  # one request, no retry
+    error = caught.value
+    assert error.transaction_id and error.transaction_id in str(error)  # what ServiceNow support asks for
+    assert error.hint and str(error).endswith(error.hint)  # what to do
+    copy = pickle.loads(pickle.dumps(error))  # Prefect ships task errors across processes
+    assert type(copy) is type(error) and str(copy) == str(error) and copy.status == error.status
+    return error
+
+
+def test_unknown_table(sn: Instance, client: Any) -> None:
+    error = _one_error(sn, lambda: client.get_records("incidnet"), InvalidTableError, "GET /api/now/table/incidnet")
+    assert (error.status, error.message) == (400, "Invalid table incidnet")
+    assert "Check the table name" in str(error)
+
+
+@pytest.mark.parametrize("sys_id", ["0" * 32, "not-a-sys-id"])
+def test_bad_sys_id(sn: Instance, client: Any, sys_id: str) -> None:
+    route = "GET /api/now/table/incident/{id}" if len(sys_id) == 32 else f"GET /api/now/table/incident/{sys_id}"
+    error = _one_error(sn, lambda: client.get("incident", sys_id), NotFoundError, route)
+    assert error.status == 404 and error.message == "No Record found"
+    assert error.detail and "ACL restricts" in error.detail
+    assert error.path == f"/api/now/table/incident/{sys_id}" and error.method == "GET"
+    with pytest.raises(NotFoundError):
+        client.delete("incident", sys_id)  # a first-attempt 404 on DELETE is not success
+    with pytest.raises(NotFoundError):
+        client.update("incident", sys_id, {"short_description": "x"})
+
+
+def test_acl_refused_write(sn: Instance) -> None:
+    with sn.credentials(username="readonly", password="readonly").get_client() as client:
+        error = _one_error(
+            sn,
+            lambda: client.create("incident", {"short_description": "not allowed"}),
+            ACLError,
+            "POST /api/now/table/incident",
+        )
+    assert error.status == 403 and "ACL Exception Insert Failed" in str(error)
+    assert "role" in error.hint
+
+
+def test_acl_refused_list(sn: Instance) -> None:
+    with sn.credentials(username="itil", password="itil").get_client() as client:
+        error = _one_error(
+            sn, lambda: client.get_records("sys_properties"), ACLError, "GET /api/now/table/sys_properties"
+        )
+    assert error.message == "Insufficient rights to query records"
+
+
+def test_data_policy_refused_write(sn: Instance, client: Any) -> None:
+    record = client.create("incident", {"short_description": "resolve me", "correlation_id": tag("policy")})
+    error = _one_error(
+        sn,
+        lambda: client.update("incident", record["sys_id"], {"state": "6"}),
+        DataPolicyError,
+        "PATCH /api/now/table/incident/{id}",
+    )
+    assert error.status == 403 and "mandatory" in str(error)
+    assert "close_code" in error.hint
+    # The message's advice works: the same move with the fields goes through.
+    done = client.update(
+        "incident",
+        record["sys_id"],
+        {"state": "6", "close_code": "Solved (Permanently)", "close_notes": "fixed"},
+    )
+    assert done["state"] == "6"
+
+
+def test_unknown_resource_is_a_bad_request(sn: Instance, client: Any) -> None:
+    error = _one_error(
+        sn, lambda: client.request_json("GET", "/api/now/nothing/here"), BadRequestError, "GET /api/now/nothing/here"
+    )
+    assert error.status == 400 and "does not represent any resource" in error.message
+
+
+# --- the query builder ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Query().eq("short_description", "x^ORactive=true"),
+        lambda: Query().eq("short_description", "x^NQactive=true"),
+        lambda: Query().eq("short_description", "line\nbreak"),
+        lambda: Query().in_("number", ["INC1", "INC2,INC3"]),
+        lambda: Query().eq("short_description", "javascript:gs.getUserID()"),
+        lambda: Query().eq("short_description^ORactive", "true"),
+    ],
+    ids=["or", "new-query", "newline", "in-comma", "javascript", "field"],
+)
+def test_injected_query_values_are_refused_before_any_request(sn: Instance, client: Any, build: Any) -> None:
+    before = sn.counts()
+    with pytest.raises(QueryValueError):
+        client.get_records("incident", build())
+    assert sn.delta(before, "GET /api/now/table/incident") == 0
+
+
+def test_awkward_but_legal_values_match_exactly(client: Any) -> None:
+    marker = tag("literal")
+    text = "a,b @ c = d ! e"
+    created = client.create("incident", {"short_description": text, "correlation_id": marker})
+    client.create("incident", {"short_description": "a", "correlation_id": marker})
+    found = client.get_records("incident", Query().eq("correlation_id", marker).eq("short_description", text))
+    assert [r["sys_id"] for r in found] == [created["sys_id"]]
+    assert client.count("incident", Query().eq("correlation_id", marker).in_("short_description", ["a", "b"])) == 1
+
+
+# --- Retry-After and X-RateLimit-Reset ------------------------------------------------------------------------
+def test_server_wait_reads_both_rate_limit_headers() -> None:
+    def answer(**headers: str) -> httpx.Response:
+        return httpx.Response(429, headers=headers)
+
+    assert _server_wait(answer(**{"Retry-After": "3"})) == 3.0
+    reset = time.time() + 5
+    assert 4.0 < _server_wait(answer(**{"X-RateLimit-Reset": str(reset)})) <= 5.0
+    assert _server_wait(answer(**{"Retry-After": "2", "X-RateLimit-Reset": str(reset)})) == 2.0
+    assert _server_wait(answer(**{"X-RateLimit-Reset": str(time.time() - 10)})) == 0.0
+    assert _server_wait(answer(**{"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"})) > 0
+    assert _server_wait(answer()) is None
