@@ -103,9 +103,7 @@ class Operator(StrEnum):
     INSTANCEOF = "INSTANCEOF"
 
 
-_Kind = Literal[
-    "scalar", "list", "none", "between", "field", "table", "on", "datepart", "relative", "moreless"
-]
+_Kind = Literal["scalar", "list", "none", "between", "field", "table", "on", "datepart", "relative", "moreless"]
 
 # What each operator's value looks like; drives formatting and validation.
 _KINDS: Final[dict[Operator, _Kind]] = {
@@ -321,9 +319,7 @@ def date_generate(day: date | str, at: time | str = "00:00:00") -> JS:
         raise QueryValueError(f"date_generate(): day must be a date or 'YYYY-MM-DD', got {_show(day)}")
     at_text = at.strftime("%H:%M:%S") if isinstance(at, time) else at
     if not isinstance(at_text, str) or not (_TIME_RE.fullmatch(at_text) or at_text in ("start", "end")):
-        raise QueryValueError(
-            f"date_generate(): time must be a time, 'HH:MM:SS', 'start' or 'end', got {_show(at)}"
-        )
+        raise QueryValueError(f"date_generate(): time must be a time, 'HH:MM:SS', 'start' or 'end', got {_show(at)}")
     return JS(f"gs.dateGenerate('{day_text}','{at_text}')")
 
 
@@ -528,9 +524,7 @@ def _condition(name: object, op: object, value: object) -> str:
     kind = _KINDS[operator]
     if kind == "none":
         if value is not _MISSING and value is not None:
-            raise QueryError(
-                f"field {field_name!r}: operator {operator.value} takes no value, got {_show(value)}"
-            )
+            raise QueryError(f"field {field_name!r}: operator {operator.value} takes no value, got {_show(value)}")
         return f"{field_name}{operator.value}"
     if value is _MISSING:
         raise QueryError(f"field {field_name!r}: operator {operator.value} needs a value")
@@ -867,9 +861,7 @@ class Query:
             return self.where(field, Operator.ON, day)
         return self.where(field, Operator.ON, (day, start, end))
 
-    def relative_gt(
-        self, field: str, amount: int, unit: str, direction: Literal["ago", "ahead"] = "ago"
-    ) -> Query:
+    def relative_gt(self, field: str, amount: int, unit: str, direction: Literal["ago", "ahead"] = "ago") -> Query:
         """``fieldRELATIVEGT@unit@direction@amount``: later than ``amount`` units ago/ahead.
 
         Units: minute, hour, day (encoded ``dayofweek``, as the instance expects), week, month,
@@ -877,9 +869,7 @@ class Query:
         """
         return self.where(field, Operator.RELATIVEGT, (unit, direction, amount))
 
-    def relative_lt(
-        self, field: str, amount: int, unit: str, direction: Literal["ago", "ahead"] = "ago"
-    ) -> Query:
+    def relative_lt(self, field: str, amount: int, unit: str, direction: Literal["ago", "ahead"] = "ago") -> Query:
         """``fieldRELATIVELT@unit@direction@amount``: earlier than ``amount`` units ago/ahead."""
         return self.where(field, Operator.RELATIVELT, (unit, direction, amount))
 

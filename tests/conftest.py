@@ -110,3 +110,25 @@ def fresh_emulator(tmp_path: Path) -> Iterator[LiveEmulator]:
 def admin(emulator: LiveEmulator) -> Iterator[httpx.Client]:
     with emulator.client() as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real ``prefect server`` on SQLite for the session; this test process talks to it."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.local_stack import start_prefect_server
+
+    server = start_prefect_server(tmp_path_factory.mktemp("prefect-home"))
+    previous = {k: os.environ.get(k) for k in server.env()}
+    os.environ.update(server.env())
+    try:
+        with temporary_settings({PREFECT_API_URL: server.api_url}):
+            yield server
+    finally:
+        server.stop()
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
