@@ -21,6 +21,9 @@ from .store import Store
 from .timeutil import glide_now, parse_glide
 
 _SYS_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+# System fields a client may set: on insert the record's identity and class, on update only the domain.
+_INSERTABLE_SYSTEM_FIELDS = frozenset({"sys_id", "sys_domain", "sys_class_name"})
+_UPDATABLE_SYSTEM_FIELDS = frozenset({"sys_domain"})
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,36 @@ class Platform:
             return row["sys_id"]
         return None
 
+    def _apply(
+        self,
+        fields: dict[str, FieldDef],
+        values: dict[str, Any],
+        current: dict[str, Any],
+        journal: list[tuple[str, str]],
+        session: Session,
+        display_input: bool,
+        *,
+        system_fields: frozenset[str],
+        read_only: bool,
+    ) -> None:
+        """Coerce API input into ``current``; journal input goes to ``journal``. Unknown fields, system
+        fields other than ``system_fields``, read-only fields (unless ``read_only``) and invalid values
+        are ignored, as the platform does."""
+        for name, raw in values.items():
+            f = fields.get(name)
+            if f is None or (name.startswith("sys_") and name not in system_fields):
+                continue
+            if f.read_only and not read_only and name not in system_fields:
+                continue
+            if f.type in JOURNAL_TYPES:
+                if raw not in (None, ""):
+                    journal.append((name, str(raw)))
+                continue
+            try:
+                current[name] = self.coerce(f, raw, display_input=display_input, session=session)
+            except _Skip:
+                continue
+
     # --- reads ----------------------------------------------------------------------------------
     def get(self, table: str, sys_id: str) -> dict[str, Any] | None:
         self.require_table(table)
@@ -235,18 +268,16 @@ class Platform:
         for name, f in fields.items():
             if f.default is not None and f.kind != "journal":
                 current[name] = self.coerce(f, f.default, display_input=False, session=SYSTEM)
-        for name, raw in values.items():
-            f = fields.get(name)
-            if f is None or (name.startswith("sys_") and name not in ("sys_id", "sys_domain", "sys_class_name")):
-                continue
-            if f.type in JOURNAL_TYPES:
-                if raw not in (None, ""):
-                    journal.append((name, str(raw)))
-                continue
-            try:
-                current[name] = self.coerce(f, raw, display_input=display_input, session=session)
-            except _Skip:
-                continue
+        self._apply(
+            fields,
+            values,
+            current,
+            journal,
+            session,
+            display_input,
+            system_fields=_INSERTABLE_SYSTEM_FIELDS,
+            read_only=True,
+        )
         sys_id = current.get("sys_id")
         if not (isinstance(sys_id, str) and _SYS_ID_RE.match(sys_id)) or self.store.get(
             self.dictionary.root(table), sys_id
@@ -296,18 +327,16 @@ class Platform:
         fields = self.dictionary.fields(concrete)
         current = dict(previous)
         journal: list[tuple[str, str]] = []
-        for name, raw in values.items():
-            f = fields.get(name)
-            if f is None or ((name.startswith("sys_") or f.read_only) and name != "sys_domain"):
-                continue
-            if f.type in JOURNAL_TYPES:
-                if raw not in (None, ""):
-                    journal.append((name, str(raw)))
-                continue
-            try:
-                current[name] = self.coerce(f, raw, display_input=display_input, session=session)
-            except _Skip:
-                continue
+        self._apply(
+            fields,
+            values,
+            current,
+            journal,
+            session,
+            display_input,
+            system_fields=_UPDATABLE_SYSTEM_FIELDS,
+            read_only=False,
+        )
         change = Change(self, concrete, "update", current, previous, session, journal)
         with self.store.transaction():
             self._run("before", change)

@@ -257,6 +257,15 @@ async def create_record(request: Request) -> Response:
     return _write_response(request, table, record["sys_id"], 201, {"Location": location}, xml=xml)
 
 
+def _require_writable(request: Request, table: str, sys_id: str, operation: str) -> None:
+    """404 when the record is missing or hidden from the user, else the write ACL's 403 when it applies."""
+    emulator = emulator_of(request)
+    session = session_of(request)
+    if emulator.platform.get(table, sys_id) is None or not acl.allowed(emulator.dictionary, session, table, "read"):
+        raise record_not_found()
+    acl.check_write(emulator.dictionary, session, table, operation)
+
+
 @resource()
 async def update_record(request: Request) -> Response:
     emulator = emulator_of(request)
@@ -264,9 +273,7 @@ async def update_record(request: Request) -> Response:
     _version(request)
     emulator.platform.require_table(table)
     session = session_of(request)
-    if emulator.platform.get(table, sys_id) is None or not acl.allowed(emulator.dictionary, session, table, "read"):
-        raise record_not_found()
-    acl.check_write(emulator.dictionary, session, table, "write")
+    _require_writable(request, table, sys_id, "write")
     display_input, xml = _write_options(request)
     values = record_body(await read_json_body(request))
     emulator.platform.update(table, sys_id, values, session, display_input=display_input)
@@ -280,9 +287,7 @@ async def delete_record(request: Request) -> Response:
     _version(request)
     emulator.platform.require_table(table)
     session = session_of(request)
-    if emulator.platform.get(table, sys_id) is None or not acl.allowed(emulator.dictionary, session, table, "read"):
-        raise record_not_found()
-    acl.check_write(emulator.dictionary, session, table, "delete")
+    _require_writable(request, table, sys_id, "delete")
     emulator.platform.delete(table, sys_id, session)
     return empty_response(204)
 
