@@ -17,16 +17,25 @@ from urllib.parse import quote, urlencode
 
 from prefect import flow, runtime
 from prefect.artifacts import acreate_link_artifact, acreate_progress_artifact, aupdate_progress_artifact
+from prefect.client.orchestration import get_client
 from prefect.flow_runs import asuspend_flow_run
 from prefect.logging import get_run_logger
+from prefect.utilities.urls import url_for
 
 from flows.executors import LocalExecutor
 from flows.runbooks import registry
-from flows.runbooks.base import InputError, RunbookContext, RunbookOutcome
+from flows.runbooks.base import InputError, Runbook, RunbookContext, RunbookInputs, RunbookOutcome
+from servicenow_blocks.choices import ChangeCloseCode
 from servicenow_blocks.client import AsyncServiceNowClient, BatchItem
 from servicenow_blocks.credentials import ServiceNowCredentials
-from servicenow_blocks.dispatch import DEFAULT_DEPLOYMENT, DISPATCH_FIELDS, dispatch_change, ready_changes_query, why_not_runnable
-from servicenow_blocks.errors import NotFoundError
+from servicenow_blocks.dispatch import (
+    DEFAULT_DEPLOYMENT,
+    DISPATCH_FIELDS,
+    dispatch_change,
+    ready_changes_query,
+    why_not_runnable,
+)
+from servicenow_blocks.errors import NotFoundError, ServiceNowError
 from servicenow_blocks.gates import (
     GATE_FIELDS,
     GATE_PREFIX,
@@ -39,7 +48,7 @@ from servicenow_blocks.gates import (
     step_slug,
 )
 from servicenow_blocks.query import Query
-from servicenow_blocks.tickets import Redactor, StepRecord, TicketLog, close_code_for
+from servicenow_blocks.tickets import STATE_FIELDS, Redactor, StepRecord, TicketLog, close_code_for
 
 TICKET_FIELDS = (
     "sys_id", "number", "short_description", "type", "state", "approval", "approval_set", "on_hold", "active",
@@ -113,7 +122,9 @@ async def run_change_request(
     """Execute one change request's runbook and keep the ticket in step with the work."""
     logger = get_run_logger()
     run_id = str(runtime.flow_run.id)
-    run_url = runtime.flow_run.ui_url
+    # Prefect's runtime.flow_run.ui_url points at /flow-runs/flow-run/<id>; the UI's route (and the link the
+    # engine logs as "View at") is /runs/flow-run/<id>.
+    run_url = url_for("flow-run", obj_id=run_id)
     credentials = await ServiceNowCredentials.load(credentials_block)
     redact = Redactor(_secrets_of(credentials))
     async with credentials.get_async_client(logger=logger) as client:
@@ -164,71 +175,137 @@ async def run_change_request(
             )
         await tl.start()
         logger.info("%s claimed; running %s", number, runbook.name)
-        progress_id = await acreate_progress_artifact(
-            progress=0.0, key=f"progress-{number.lower()}", description=f"{number}: {runbook.name} steps"
-        )
+        try:
+            return await _execute(client, tl, ticket, inputs, runbook, resumed=resumed, executor_root=executor_root)
+        except RunbookFailed:
+            raise
+        except Exception as exc:  # outside the steps: Prefect or ServiceNow unreachable, a bug
+            await _close_after_error(client, tl, runbook.name, exc, logger)
+            raise
 
-        async def on_step(record: StepRecord) -> None:
-            done = len(ctx.records)
-            await aupdate_progress_artifact(progress_id, progress=min(99.0, 100.0 * done / (done + 1)))
 
-        approved: set[str] = set()
-        rejection: str | None = None
-        for slug, (task, decision) in (await decided_gates(client, run_id) if resumed else {}).items():
-            await close_gate(client, task, decision)
-            if decision.approved:
-                approved.add(slug)
-            else:
-                rejection = f"Rejected at the approval gate ({task.get('number')}) by {decision.decided_by}: {decision.comment}"
-
-        executor = LocalExecutor(executor_root)
-        records: list[StepRecord] = []
-        if rejection:
-            outcome = RunbookOutcome("failed", summary=rejection)
-        while not rejection:
-            ctx = RunbookContext(
-                inputs=inputs, client=client, ticket_log=tl, executor=executor, run_key=run_id,
-                approved_gates=approved, on_step=on_step,
-            )  # fmt: skip
-            outcome = await runbook.flow(inputs, ctx)
-            records = outcome.records
-            if outcome.status != "awaiting_approval":
-                break
-            step = outcome.gate_step or "destructive step"
-            task = await open_gate(client, ticket, flow_run_id=run_id, step=step, description=outcome.gate_description)
-            await tl.note(
-                f"Waiting for approval before '{step}': {outcome.gate_description}.\n"
-                f"Approve change task {task.get('number')} (set Approval to Approved) to continue, or reject it to "
-                f"stop and close {number} unsuccessful. Prefect: resume {run_url or 'the flow run'} with approved=true."
-            )
-            logger.info("%s waits at the approval gate %s (%s)", number, task.get("number"), gate_correlation(run_id, step))
-            # Suspends (the process exits); on resume the run re-executes and finds the decision above.
-            decision = await asuspend_flow_run(
-                wait_for_input=GateDecision, key=f"gate-{step_slug(step)}", timeout=GATE_TIMEOUT_S
-            )
-            await close_gate(client, task, decision)
-            if not decision.approved:
-                outcome = RunbookOutcome("failed", summary=f"Rejected at the approval gate before '{step}'", records=records)
-                break
-            approved.add(step_slug(step))
-
-        tl.steps = list(outcome.records or records)
-        await aupdate_progress_artifact(progress_id, progress=100.0)
-        header = [f"{number} {runbook.name} - Prefect flow run {run_id}", f"Execution: {run_url}"]
+async def _close_after_error(
+    client: AsyncServiceNowClient, tl: TicketLog, runbook_name: str, error: Exception, logger: Any
+) -> None:
+    """The run broke outside a step's own failure handling: attach the log and close the change unsuccessful
+    with the error, so that it is not left claimed in Implement (unless it moved on in ServiceNow)."""
+    problem = f"Prefect could not complete the run: {type(error).__name__}: {error}"
+    try:
+        tl.current = await client.get("change_request", tl.sys_id, fields=STATE_FIELDS)
+        if not tl.claimed_by_us:
+            return
+        header = [f"{tl.number} {runbook_name} - Prefect flow run {tl.run_id}", f"Execution: {tl.run_url}", problem]
         await tl.attach_log(tl.log_text(header))
-        if outcome.status == "stopped":
-            await tl.note(f"Prefect stopped at a step boundary: {outcome.summary}. Steps done: {len(tl.steps)}.")
-            logger.warning("%s stopped: %s", number, outcome.summary)
-            return {"status": "stopped", "number": number, "reason": outcome.summary}
-        failed = outcome.status == "failed"
-        code = close_code_for(tl.steps, failed)
-        summary = outcome.summary or ("Completed." if not failed else "Failed.")
+        stop = tl.stop_reason()
+        if stop is not None:
+            await tl.note(f"{problem}. {stop}; not closing it.")
+            return
         steps_text = "\n".join(f"- {r.name}: {r.outcome} ({r.duration_s:.1f} s)" for r in tl.steps)
-        await tl.close(code, f"{runbook.name}: {summary}\n{steps_text}")
-        logger.info("%s closed %s", number, code.value)
+        await tl.close(ChangeCloseCode.UNSUCCESSFUL, f"{runbook_name}: {problem}\n{steps_text}")
+    except Exception:
+        logger.exception("%s: could not record the error on the ticket", tl.number)
+
+
+async def _execute(
+    client: AsyncServiceNowClient,
+    tl: TicketLog,
+    ticket: dict[str, Any],
+    inputs: RunbookInputs,
+    runbook: Runbook,
+    *,
+    resumed: bool,
+    executor_root: str | None,
+) -> dict[str, Any]:
+    """The claimed part of a run: gates decided earlier, the runbook, the log, the close."""
+    logger = get_run_logger()
+    number, sys_id, run_id, run_url = tl.number, tl.sys_id, tl.run_id, tl.run_url
+    progress_id = await acreate_progress_artifact(
+        progress=0.0, key=f"progress-{number.lower()}", description=f"{number}: {runbook.name} steps"
+    )
+
+    async def on_step(record: StepRecord) -> None:
+        done = len(ctx.records)
+        await aupdate_progress_artifact(progress_id, progress=min(99.0, 100.0 * done / (done + 1)))
+
+    approved: set[str] = set()
+    rejection: str | None = None
+    for slug, (task, decision) in (await decided_gates(client, run_id) if resumed else {}).items():
+        await close_gate(client, task, decision)
+        if decision.approved:
+            approved.add(slug)
+        else:
+            rejection = (
+                f"Rejected at the approval gate ({task.get('number')}) by {decision.decided_by}: {decision.comment}"
+            )
+
+    executor = LocalExecutor(executor_root)
+    records: list[StepRecord] = []
+    if rejection:
+        outcome = RunbookOutcome("failed", summary=rejection)
+    while not rejection:
+        ctx = RunbookContext(
+            inputs=inputs, client=client, ticket_log=tl, executor=executor, run_key=run_id,
+            approved_gates=approved, on_step=on_step,
+        )  # fmt: skip
+        outcome = await runbook.flow(inputs, ctx)
+        records = outcome.records
+        if outcome.status != "awaiting_approval":
+            break
+        step = outcome.gate_step or "destructive step"
+        task = await open_gate(client, ticket, flow_run_id=run_id, step=step, description=outcome.gate_description)
+        await tl.note(
+            f"Waiting for approval before '{step}': {outcome.gate_description}.\n"
+            f"Approve change task {task.get('number')} (set Approval to Approved) to continue, or reject it to "
+            f"stop and close {number} unsuccessful. Prefect: resume {run_url or 'the flow run'} with approved=true."
+        )
+        logger.info("%s waits at the approval gate %s (%s)", number, task.get("number"), gate_correlation(run_id, step))
+        # Suspends (the process exits); on resume the run re-executes and finds the decision above.
+        decision = await asuspend_flow_run(
+            wait_for_input=GateDecision, key=f"gate-{step_slug(step)}", timeout=GATE_TIMEOUT_S
+        )
+        await close_gate(client, task, decision)
+        if not decision.approved:
+            outcome = RunbookOutcome(
+                "failed", summary=f"Rejected at the approval gate before '{step}'", records=records
+            )
+            break
+        approved.add(step_slug(step))
+
+    tl.steps = list(outcome.records or records)
+    await aupdate_progress_artifact(progress_id, progress=100.0)
+    header = [f"{number} {runbook.name} - Prefect flow run {run_id}", f"Execution: {run_url}"]
+    await tl.attach_log(tl.log_text(header))
+    if outcome.status == "stopped":
+        await tl.note(f"Prefect stopped at a step boundary: {outcome.summary}. Steps done: {len(tl.steps)}.")
+        logger.warning("%s stopped: %s", number, outcome.summary)
+        return {"status": "stopped", "number": number, "reason": outcome.summary}
+    failed = outcome.status == "failed"
+    code = close_code_for(tl.steps, failed)
+    summary = outcome.summary or ("Completed." if not failed else "Failed.")
+    steps_text = "\n".join(f"- {r.name}: {r.outcome} ({r.duration_s:.1f} s)" for r in tl.steps)
+    # The change may have been cancelled or put on hold while the last step ran: then it is not ours to close.
+    stop = tl.stop_reason()
+    if stop is None:
+        try:
+            await tl.close(code, f"{runbook.name}: {summary}\n{steps_text}")
+        except ServiceNowError:
+            tl.current = await client.get("change_request", sys_id, fields=STATE_FIELDS)
+            stop = tl.stop_reason()  # moved in ServiceNow between the last step and the close
+            if stop is None:
+                raise
+    if stop is not None:
+        await tl.note(
+            f"Prefect stopped before closing {number}: {stop}. The runbook "
+            f"{'failed' if failed else 'had completed'}: {summary} Steps done: {len(tl.steps)}."
+        )
+        logger.warning("%s not closed: %s", number, stop)
         if failed:
             raise RunbookFailed(f"{number} {runbook.name}: {summary}")
-        return {"status": "closed", "number": number, "close_code": code.value, "summary": summary}
+        return {"status": "stopped", "number": number, "reason": stop, "summary": summary}
+    logger.info("%s closed %s", number, code.value)
+    if failed:
+        raise RunbookFailed(f"{number} {runbook.name}: {summary}")
+    return {"status": "closed", "number": number, "close_code": code.value, "summary": summary}
 
 
 @flow(name="poll-change-requests", log_prints=True)
@@ -245,12 +322,13 @@ async def poll_change_requests(
         tickets = await client.get_records("change_request", query, fields=DISPATCH_FIELDS, limit=limit)
         gates = await client.get_records("change_task", decided_gates_query(), fields=GATE_FIELDS, limit=limit)
     semaphore = asyncio.Semaphore(8)
+    async with get_client() as prefect:
 
-    async def dispatch(ticket: dict[str, Any]) -> dict[str, Any]:
-        async with semaphore:
-            return (await dispatch_change(ticket, deployment=deployment, source="poll")).to_json()
+        async def dispatch(ticket: dict[str, Any]) -> dict[str, Any]:
+            async with semaphore:
+                return (await dispatch_change(ticket, deployment=deployment, source="poll", client=prefect)).to_json()
 
-    results = await asyncio.gather(*(dispatch(t) for t in tickets))
+        results = await asyncio.gather(*(dispatch(t) for t in tickets))
     resumed = [await resume_gate(task, decided_by="servicenow (poll)") for task in gates]
     new = [r for r in results if r.get("dispatched") and not r.get("duplicate")]
     logger.info(

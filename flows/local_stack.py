@@ -7,6 +7,8 @@ server runs no scheduler and would be started again by every flow-run subprocess
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -129,3 +131,183 @@ def start_emulator(
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/emulator/health", process, log, timeout_s)
     return ManagedProcess("servicenow-emulator", process, log, url)
+
+
+INTEGRATION_USER = ("prefect.integration", "snow-integration-pw")
+ADMIN = ("admin", "admin")
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+class LocalStack:
+    """The emulator, a Prefect server, the blocks, the webhook receiver, serve() and the Business Rules."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        keep: bool = False,
+        *,
+        preferred_ports: bool = True,
+        quiet: bool = False,
+        prefect: PrefectServer | None = None,
+        serve_args: list[str] | None = None,
+    ):
+        self.workdir = workdir
+        self.external_prefect = prefect
+        self.serve_args = serve_args or []
+        self.keep = keep
+        self.preferred_ports = preferred_ports
+        self.quiet = quiet
+        self.processes: list[ManagedProcess] = []
+        self.secret = secrets.token_urlsafe(32)
+        self.sandbox = workdir / "hosts"
+
+    def start(self) -> None:
+        """Start everything; on a failure, stop what did start (no orphaned servers) and raise."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        if self.workdir.exists():
+            shutil.rmtree(self.workdir)
+        self.workdir.mkdir(parents=True)
+        self._say(f"Starting the ServiceNow emulator and a Prefect server (workdir {self.workdir})")
+        self.emulator = start_emulator(self.workdir, port=self._port(8080))
+        self.processes.append(self.emulator)
+        if self.external_prefect is not None:
+            self.prefect: PrefectServer = self.external_prefect
+        else:
+            self.prefect = start_prefect_server(self.workdir / "prefect", port=self._port(4200), ui=self.keep)
+            self.processes.append(self.prefect)
+        os.environ.update(self.prefect.env())
+        self._say(f"  emulator  {self.emulator.url}  (admin/admin; see servicenow_emulator/README.md)")
+        self._say(f"  prefect   {self.prefect.url}")
+        self._blocks()
+        self.receiver_port = self._port(8787)
+        env = {**os.environ, **self.prefect.env()}
+        self.receiver = self._spawn(
+            "webhook-receiver",
+            [
+                sys.executable,
+                "-m",
+                "servicenow_blocks.cli",
+                "webhook",
+                "--port",
+                str(self.receiver_port),
+                "--log-level",
+                "warning",
+            ],
+            env,
+            f"http://127.0.0.1:{self.receiver_port}/health",
+        )
+        serve_argv = [sys.executable, "-m", "flows.serve", "--executor-root", str(self.sandbox)]
+        self.serve = self._spawn(
+            "serve",
+            [*serve_argv, "--poll-interval-s", "3600", *self.serve_args],
+            # The local Prefect server runs on SQLite, which answers concurrent writers with a retryable 503
+            # ("database is locked"); under a burst of runs the default 5 retries of a client are not enough.
+            {**env, "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_CLIENT_MAX_RETRIES": "10"},
+            None,
+        )
+        self._wait_for_deployments()
+        self._say(f"  receiver  http://127.0.0.1:{self.receiver_port}/servicenow/webhook")
+        self.rules = self._business_rules()
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], health: str | None) -> ManagedProcess:
+        log = self.workdir / f"{name}.log"
+        process = subprocess.Popen(
+            argv,
+            stdout=open(log, "w"),  # noqa: SIM115 - owned by the child
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        managed = ManagedProcess(name, process, log, health or "")
+        self.processes.append(managed)
+        if health:
+            wait_http(health, process, log, 60)
+        return managed
+
+    def _blocks(self) -> None:
+        from prefect.blocks.system import Secret
+
+        from servicenow_blocks import ServiceNowCredentials
+
+        ServiceNowCredentials(
+            instance=self.emulator.url, username=INTEGRATION_USER[0], password=INTEGRATION_USER[1]
+        ).save("servicenow", overwrite=True)
+        Secret(value=self.secret).save("servicenow-webhook-secret", overwrite=True)
+
+    def _wait_for_deployments(self) -> None:
+        from prefect.client.orchestration import get_client
+
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with get_client(sync_client=True) as client:
+                names = {d.name for d in client.read_deployments()}
+            if {"run-change-request", "poll-change-requests"} <= names:
+                return
+            if self.serve.process.poll() is not None:
+                raise RuntimeError(f"serve exited:\n{self.serve.log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        raise RuntimeError("the deployments did not appear within 90 s")
+
+    def sn(self, auth: tuple[str, str] = ADMIN) -> httpx.Client:
+        return httpx.Client(base_url=self.emulator.url, auth=auth, timeout=30)
+
+    def _business_rules(self) -> dict[str, str]:
+        """The emulator's outbound Business Rules, as deployments/servicenow/ installs them on an instance."""
+        url = f"http://127.0.0.1:{self.receiver_port}/servicenow/webhook"
+        rules = {
+            "change approved": {
+                "name": "Prefect webhook: change approved",
+                "collection": "change_request",
+                "condition": "current.approval.changesTo('approved')",
+            },
+            "gate decided": {
+                "name": "Prefect webhook: approval gate decided",
+                "collection": "change_task",
+                "condition": "current.approval.changesTo('approved') || current.approval.changesTo('rejected')",
+                "filter_condition": "correlation_idSTARTSWITHprefect-gate:",
+            },
+        }
+        ids = {}
+        with self.sn() as sn:
+            for key, rule in rules.items():
+                body = {
+                    **rule,
+                    "when": "after",
+                    "action_update": "true",
+                    "action_insert": "false",
+                    "x_webhook_url": url,
+                    "x_webhook_secret": self.secret,
+                    "x_webhook_max_attempts": "5",
+                }
+                ids[key] = sn.post("/api/now/table/sys_script", json=body).raise_for_status().json()["result"]["sys_id"]
+        return ids
+
+    def stop(self) -> None:
+        for managed in reversed(self.processes):
+            managed.stop()
+
+    def _port(self, preferred: int) -> int:
+        return preferred_port(preferred) if self.preferred_ports else free_port()
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            say(text)
+
+
+def preferred_port(preferred: int) -> int:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            return free_port()

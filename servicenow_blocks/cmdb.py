@@ -7,6 +7,7 @@ safe against cycles, and fetches one level per request.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -87,6 +88,7 @@ async def related_cis(
         rows = await client.get_records("cmdb_rel_ci", query, fields=rel_fields)
         result.requests += 1
         next_frontier: list[str] = []
+        level: list[RelatedCI] = []
         for row in rows:
             target = row.get(far)
             if not target or target in seen:
@@ -95,34 +97,50 @@ async def related_cis(
             next_frontier.append(target)
             record = {f: row.get(f"{far}.{f}", "") for f in fields}
             record["sys_id"] = target
-            ci = RelatedCI(record, depth, row.get("type.name", ""))
-            if wanted is None or await _is_a(client, ci.class_name, wanted, class_tree, result):
-                result.found.append(ci)
+            level.append(RelatedCI(record, depth, row.get("type.name", "")))
+        if wanted is not None:
+            await _load_ancestry(
+                client, [ci.class_name for ci in level if ci.class_name not in wanted], class_tree, result
+            )
+        result.found.extend(ci for ci in level if wanted is None or _is_a(ci.class_name, wanted, class_tree))
         frontier = next_frontier
     return result
 
 
-async def _is_a(
-    client: AsyncServiceNowClient, class_name: str, wanted: set[str], cache: dict[str, set[str]], result: Traversal
-) -> bool:
-    """Whether a class is one of ``wanted`` or extends one (ancestry read from sys_db_object, cached)."""
-    if class_name in wanted:
-        return True
-    if class_name not in cache:
-        ancestors: set[str] = set()
-        current = class_name
-        for _ in range(10):
-            rows = await client.get_records(
-                "sys_db_object", Query().eq("name", current), fields=["name", "super_class.name"], limit=1
-            )
-            result.requests += 1
-            parent = rows[0].get("super_class.name") if rows else ""
-            if not parent:
-                break
-            ancestors.add(parent)
-            current = parent
-        cache[class_name] = ancestors
-    return bool(cache[class_name] & wanted)
+ANCESTRY_LEVELS = 8
+
+
+async def _load_ancestry(
+    client: AsyncServiceNowClient, class_names: Iterable[str], cache: dict[str, set[str]], result: Traversal
+) -> None:
+    """The ancestors of each class (from sys_db_object), all classes of a level in one request.
+
+    One request reads ``ANCESTRY_LEVELS`` levels of ``super_class`` by dot-walking; a deeper class goes on
+    from the last ancestor read.
+    """
+    walks = [".".join(["super_class"] * k + ["name"]) for k in range(1, ANCESTRY_LEVELS + 1)]
+    todo = {name: name for name in class_names if name and name not in cache}  # class -> where to read on
+    chains: dict[str, list[str]] = {name: [] for name in todo}
+    while todo:
+        rows = await client.get_records(
+            "sys_db_object", Query().in_("name", sorted(set(todo.values()))), fields=["name", *walks]
+        )
+        result.requests += 1
+        read = {row.get("name"): [row.get(w) or "" for w in walks] for row in rows}
+        next_todo = {}
+        for name, at in todo.items():
+            chain = list(itertools.takewhile(bool, read.get(at, [])))
+            chains[name].extend(chain)
+            if len(chain) == ANCESTRY_LEVELS and chain[-1] not in chains[name][:-1]:
+                next_todo[name] = chain[-1]
+        todo = next_todo
+    for name, chain in chains.items():
+        cache[name] = set(chain)
+
+
+def _is_a(class_name: str, wanted: set[str], cache: dict[str, set[str]]) -> bool:
+    """Whether a class is one of ``wanted`` or extends one (ancestry loaded by ``_load_ancestry``)."""
+    return class_name in wanted or bool(cache.get(class_name, set()) & wanted)
 
 
 def criticality_rank(value: str | None) -> int:
@@ -133,8 +151,18 @@ def criticality_rank(value: str | None) -> int:
         return 4
 
 
-async def services_of(client: AsyncServiceNowClient, ci_sys_ids: Sequence[str], max_depth: int = 3) -> list[dict[str, Any]]:
-    """Services that (transitively) depend on these CIs, with their tier and owning group."""
+SERVICE_FIELDS = ("sys_id", "name", "sys_class_name", BUSINESS_CRITICALITY_FIELD, "support_group", "managed_by_group")
+
+
+async def services_of(
+    client: AsyncServiceNowClient, ci_sys_ids: Sequence[str], max_depth: int = 3
+) -> list[dict[str, Any]]:
+    """Services that (transitively) depend on these CIs, with their tier and owning group.
+
+    The tier and the groups are fields of ``cmdb_ci_service``, which a dot-walk through ``cmdb_rel_ci``'s
+    ``parent`` (a ``cmdb_ci`` reference) does not reach: the services found are read once more, from
+    their own table, in one request.
+    """
     traversal = await related_cis(
         client,
         list(ci_sys_ids),
@@ -142,6 +170,12 @@ async def services_of(client: AsyncServiceNowClient, ci_sys_ids: Sequence[str], 
         direction="up",
         classes=("cmdb_ci_service",),
         max_depth=max_depth,
-        fields=("sys_id", "name", "sys_class_name", BUSINESS_CRITICALITY_FIELD, "support_group", "managed_by_group"),
+        fields=("sys_id", "name", "sys_class_name"),
     )
-    return [ci.record for ci in traversal.found]
+    if not traversal.found:
+        return []
+    rows = await client.get_records(
+        "cmdb_ci_service", Query().in_("sys_id", [ci.sys_id for ci in traversal.found]), fields=SERVICE_FIELDS
+    )
+    by_id = {row["sys_id"]: row for row in rows}
+    return [by_id.get(ci.sys_id, ci.record) for ci in traversal.found]

@@ -1,14 +1,16 @@
 """Exactly-once dispatch: one flow run per change request and approval round, whoever sees it first.
 
 The webhook receiver and the scheduled poll both call ``dispatch_change``. It asks Prefect for a run of
-the ``run-change-request`` deployment with an idempotency key made of the ticket's sys_id and its
-``approval_set`` time, which the platform stamps whenever approval becomes approved. A duplicated
-webhook, a retried POST or a poll racing a webhook therefore get the same run; a ticket approved again
-later gets a new key and can run again. ServiceNow stays the source of truth: the run re-reads the ticket.
+the ``run-change-request`` deployment (one ``create_flow_run`` request, the deployment's id being looked up
+once) with an idempotency key made of the ticket's sys_id and its ``approval_set`` time, which the
+platform stamps whenever approval becomes approved. A duplicated webhook, a retried POST or a poll
+racing a webhook therefore get the same run; a ticket approved again later gets a new key and can run
+again. ServiceNow stays the source of truth: the run re-reads the ticket.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +52,8 @@ def why_not_runnable(ticket: dict[str, Any]) -> str | None:
     number = ticket.get("number") or ticket.get("sys_id")
     if ticket.get("approval") != Approval.APPROVED.value:
         return f"{number} is not approved (approval={ticket.get('approval')!r})"
+    if ticket.get("correlation_id"):
+        return f"{number} is already claimed by execution {ticket['correlation_id']}"
     if str(ticket.get("active", "true")) == "false":
         return f"{number} is not active"
     if str(ticket.get("on_hold", "false")) == "true":
@@ -60,8 +64,6 @@ def why_not_runnable(ticket: dict[str, Any]) -> str | None:
         return f"{number} has an unknown state {ticket.get('state')!r}"
     if state not in RUNNABLE_STATES:
         return f"{number} is in state {state.label}, not New or Scheduled"
-    if ticket.get("correlation_id"):
-        return f"{number} is already claimed by execution {ticket['correlation_id']}"
     return None
 
 
@@ -83,11 +85,31 @@ async def read_ticket(client: AsyncServiceNowClient, sys_id: str) -> dict[str, A
     return await client.get("change_request", sys_id, fields=DISPATCH_FIELDS)
 
 
+_deployment_ids: dict[tuple[str, str], Any] = {}
+
+
+async def _deployment_id(client: Any, name: str, refresh: bool = False) -> Any:
+    """The deployment's id, looked up once per API and name (a dispatch is then one request to Prefect)."""
+    key = (str(client.api_url), name)
+    if refresh or key not in _deployment_ids:
+        _deployment_ids[key] = (await client.read_deployment_by_name(name)).id
+    return _deployment_ids[key]
+
+
 async def dispatch_change(
-    ticket: dict[str, Any], *, deployment: str = DEFAULT_DEPLOYMENT, source: str = "poll"
+    ticket: dict[str, Any],
+    *,
+    deployment: str = DEFAULT_DEPLOYMENT,
+    source: str = "poll",
+    client: Any = None,
 ) -> DispatchResult:
-    """Create (or find) the one flow run for this ticket's approval round."""
-    from prefect.deployments import arun_deployment
+    """Create (or find) the one flow run for this ticket's approval round.
+
+    ``client``: a PrefectClient to reuse (the receiver and the poll keep one); otherwise one is opened.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Scheduled
 
     number, sys_id = str(ticket.get("number", "")), str(ticket["sys_id"])
     reason = why_not_runnable(ticket)
@@ -95,15 +117,22 @@ async def dispatch_change(
         return DispatchResult(number, sys_id, False, reason)
     key = idempotency_key(ticket)
     asked_at = datetime.now(UTC)
-    run = await arun_deployment(
-        deployment,
-        parameters={"sys_id": sys_id},
-        idempotency_key=key,
-        timeout=0,
-        as_subflow=False,
-        tags=["servicenow", f"change:{number}", f"dispatch:{source}"],
-        flow_run_name=f"{number}",
-    )
+    async with contextlib.AsyncExitStack() as stack:
+        prefect = client or await stack.enter_async_context(get_client())
+        for attempt in range(2):
+            try:
+                run = await prefect.create_flow_run_from_deployment(
+                    await _deployment_id(prefect, deployment, refresh=attempt > 0),
+                    parameters={"sys_id": sys_id},
+                    state=Scheduled(),
+                    name=number,
+                    tags=["servicenow", f"change:{number}", f"dispatch:{source}"],
+                    idempotency_key=key,
+                )
+                break
+            except ObjectNotFound:
+                if attempt:
+                    raise  # the deployment does not exist (not just re-created under a new id)
     # Prefect answers an existing key with the existing run, created before this request was made.
     duplicate = run.created is not None and run.created < asked_at
     return DispatchResult(

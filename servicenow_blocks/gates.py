@@ -9,7 +9,9 @@ longer paused.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -127,8 +129,29 @@ def decision_from_task(task: dict[str, Any], decided_by: str = "servicenow") -> 
     )
 
 
-async def resume_gate(task: dict[str, Any], decided_by: str = "servicenow") -> tuple[bool, str]:
-    """Resume the flow run waiting on this gate task; (resumed, reason)."""
+async def _gate_answered(client: Any, ref: GateRef) -> bool:
+    """Whether the run already has an answer for this gate (Prefect keeps a suspension's run input by key)."""
+    from prefect.exceptions import ObjectNotFound
+
+    for state_name in ("suspended", "paused"):
+        try:
+            await client.read_flow_run_input(ref.flow_run_id, f"{state_name}-gate-{ref.step_slug}-response")
+            return True
+        except ObjectNotFound:
+            continue
+    return False
+
+
+async def resume_gate(
+    task: dict[str, Any], decided_by: str = "servicenow", wait_for_suspension_s: float = 8.0
+) -> tuple[bool, str]:
+    """Resume the flow run waiting on this gate task; (resumed, reason).
+
+    The decision can be faster than the run: between creating the gate task and suspending, the run is
+    still running. Then this waits (up to ``wait_for_suspension_s``, under the Business Rule's 10 s HTTP
+    timeout) for the suspension instead of dropping the decision until the next poll.
+    """
+    from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
     from prefect.flow_runs import NotPausedError, aresume_flow_run
 
@@ -138,10 +161,18 @@ async def resume_gate(task: dict[str, Any], decided_by: str = "servicenow") -> t
     decision = decision_from_task(task, decided_by)
     if decision is None:
         return False, f"{task.get('number')} is not decided yet (approval={task.get('approval')!r})"
-    try:
-        await aresume_flow_run(ref.flow_run_id, run_input=decision.model_dump())
-    except NotPausedError:
-        return False, f"flow run {ref.flow_run_id} is not waiting any more"
-    except ObjectNotFound:
-        return False, f"flow run {ref.flow_run_id} does not exist"
-    return True, f"flow run {ref.flow_run_id} resumed ({'approved' if decision.approved else 'rejected'})"
+    deadline = time.monotonic() + wait_for_suspension_s
+    while True:
+        try:
+            await aresume_flow_run(ref.flow_run_id, run_input=decision.model_dump())
+        except ObjectNotFound:
+            return False, f"flow run {ref.flow_run_id} does not exist"
+        except NotPausedError:
+            async with get_client() as client:
+                run = await client.read_flow_run(ref.flow_run_id)
+                on_its_way = run.state is not None and run.state.is_running() and not await _gate_answered(client, ref)
+            if not on_its_way or time.monotonic() >= deadline:
+                return False, f"flow run {ref.flow_run_id} is not waiting any more"
+            await asyncio.sleep(0.25)
+            continue
+        return True, f"flow run {ref.flow_run_id} resumed ({'approved' if decision.approved else 'rejected'})"

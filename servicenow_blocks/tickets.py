@@ -120,7 +120,9 @@ class TicketLog:
         if len(updates) == 1:
             self.current = await self.client.update(self.table, self.sys_id, updates[0], fields=STATE_FIELDS)
             return self.current
-        results = await self.client.batch([BatchItem("PATCH", self._url(), body=u, id=str(i)) for i, u in enumerate(updates)])
+        results = await self.client.batch(
+            [BatchItem("PATCH", self._url(), body=u, id=str(i)) for i, u in enumerate(updates)]
+        )
         for result in results:
             if not result.ok:
                 error = (result.body or {}).get("error", {}) if isinstance(result.body, dict) else {}
@@ -151,9 +153,7 @@ class TicketLog:
         """Claim the change and move it to Implement with the Started note; False if already ours (resume)."""
         if self.claimed_by_us:
             return False
-        started = (
-            f"Started by Prefect: flow run {self.run_id}\nExecution: {execution_link(self.run_url)}"
-        )
+        started = f"Started by Prefect: flow run {self.run_id}\nExecution: {execution_link(self.run_url)}"
         claim = {"correlation_id": self.run_id, "correlation_display": CORRELATION_DISPLAY}
         moves = self._moves(ChangeState.IMPLEMENT, {"work_notes": self.redact(started)})
         moves[0].update(claim)
@@ -168,7 +168,12 @@ class TicketLog:
     async def attach_log(self, text: str, file_name: str | None = None) -> dict[str, Any]:
         name = file_name or f"prefect-run-{self.run_id}.log"
         result = await self.client.attach(
-            self.table, self.sys_id, name, self.redact(text).encode(), content_type="text/plain", skip_if_identical=False
+            self.table,
+            self.sys_id,
+            name,
+            self.redact(text).encode(),
+            content_type="text/plain",
+            skip_if_identical=False,
         )
         self.writes += 1
         return result.metadata
@@ -190,7 +195,9 @@ class TicketLog:
         """The step log attached to the ticket."""
         lines = [*header, ""]
         for record in self.steps:
-            lines.append(f"== {record.name}: {record.outcome} ({record.duration_s:.2f} s, {record.attempts} attempt(s))")
+            lines.append(
+                f"== {record.name}: {record.outcome} ({record.duration_s:.2f} s, {record.attempts} attempt(s))"
+            )
             if record.detail:
                 lines.append(record.detail)
             lines.extend(record.log)

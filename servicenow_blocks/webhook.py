@@ -32,7 +32,7 @@ from starlette.routing import Route
 from . import signing
 from .client import AsyncServiceNowClient
 from .credentials import ServiceNowCredentials
-from .dispatch import DEFAULT_DEPLOYMENT, dispatch_change, read_ticket
+from .dispatch import DEFAULT_DEPLOYMENT, dispatch_change, idempotency_key, read_ticket, why_not_runnable
 from .errors import NotFoundError, ServiceNowError
 from .gates import GATE_FIELDS, parse_gate_correlation, resume_gate
 
@@ -64,6 +64,9 @@ class ReceiverConfig:
     tolerance_s: int = signing.DEFAULT_TOLERANCE_S
     max_body_bytes: int = MAX_BODY_BYTES
     path: str = "/servicenow/webhook"
+    # Flow-run creations in flight at once: a burst of approvals queues here rather than as concurrent
+    # writers on the Prefect server (on SQLite they collide and get 503s).
+    max_concurrent_dispatches: int = 8
 
 
 @dataclass
@@ -99,7 +102,12 @@ class WebhookReceiver:
         self.config = config
         self.replays = _ReplayCache(ttl_s=2 * config.tolerance_s)
         self._client: AsyncServiceNowClient | None = None
+        self.prefect: Any = None  # a PrefectClient for the app's lifetime (create_app's lifespan)
         self._locks: dict[str, asyncio.Lock] = {}
+        self._dispatching = asyncio.Semaphore(config.max_concurrent_dispatches)
+        # Answers by idempotency key: ServiceNow re-sending an approval (its retry after a timeout is signed
+        # anew, so no replay) is answered here without asking Prefect again. Prefect's key stays the truth.
+        self.dispatched = _ReplayCache(ttl_s=2 * config.tolerance_s)
 
     def client(self) -> AsyncServiceNowClient:
         if self._client is None:
@@ -156,15 +164,25 @@ class WebhookReceiver:
             status, answer = await self._handle(payload)
         if len(self._locks) > 10000:
             self._locks.clear()
-        self.replays.put(replay_key, status, answer)
+        if status < 500:  # a decision is replayed; a transient failure is not, so that a retry is handled anew
+            self.replays.put(replay_key, status, answer)
         return JSONResponse(answer, status_code=status)
 
     async def _handle(self, payload: WebhookPayload) -> tuple[int, dict[str, Any]]:
         try:
             if payload.table == "change_request":
                 ticket = await read_ticket(self.client(), payload.sys_id)
-                result = await dispatch_change(ticket, deployment=self.config.deployment, source="webhook")
+                key = idempotency_key(ticket) if why_not_runnable(ticket) is None else None
+                known = self.dispatched.get(key) if key else None
+                if known:
+                    return 202, {**known[1], "duplicate": True, "reason": "already dispatched"}
+                async with self._dispatching:
+                    result = await dispatch_change(
+                        ticket, deployment=self.config.deployment, source="webhook", client=self.prefect
+                    )
                 log.info("%s: %s", result.number, result.reason)
+                if result.dispatched and result.idempotency_key:
+                    self.dispatched.put(result.idempotency_key, 202, result.to_json())
                 return (202 if result.dispatched else 200), result.to_json()
             if payload.table == "change_task":
                 task = await self.client().get("change_task", payload.sys_id, fields=GATE_FIELDS)
@@ -177,6 +195,9 @@ class WebhookReceiver:
         except ServiceNowError as exc:
             log.error("ServiceNow read failed for %s %s: %s", payload.table, payload.sys_id, exc)
             return 503, {"error": "servicenow_unavailable", "detail": str(exc)}
+        except Exception as exc:  # Prefect unreachable or refusing: ServiceNow should send it again later
+            log.exception("dispatching %s %s failed", payload.table, payload.sys_id)
+            return 503, {"error": "dispatch_failed", "detail": f"{type(exc).__name__}: {exc}"}
         return 422, {"error": "unsupported_table", "detail": f"no handler for table {payload.table!r}"}
 
 
@@ -185,8 +206,15 @@ def create_app(config: ReceiverConfig) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
-        yield
-        await receiver.close()
+        from prefect.client.orchestration import get_client
+
+        async with get_client() as prefect:
+            receiver.prefect = prefect
+            try:
+                yield
+            finally:
+                receiver.prefect = None
+                await receiver.close()
 
     app = Starlette(
         routes=[

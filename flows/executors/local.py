@@ -46,7 +46,10 @@ class LocalExecutor:
             process.kill()
             await process.wait()
             return CommandResult(
-                host=host, command=command, exit_code=124, stderr=f"timed out after {timeout_s:.0f} s",
+                host=host,
+                command=command,
+                exit_code=124,
+                stderr=f"timed out after {timeout_s:.0f} s",
                 duration_s=time.monotonic() - started,
             )
         return CommandResult(

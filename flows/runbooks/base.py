@@ -128,8 +128,16 @@ StepFn = Callable[..., Awaitable[Any]]
 
 
 @task(name="runbook-step", persist_result=True, cache_key_fn=lambda context, params: params["cache_key"])
-async def _run_step(cache_key: str, name: str, fn: StepFn, args: tuple, kwargs: dict, retries: int,
-                    retry_delay_s: float, ctx: RunbookContext) -> tuple[StepRecord, Any, dict[str, Any]]:
+async def _run_step(
+    cache_key: str,
+    name: str,
+    fn: StepFn,
+    args: tuple,
+    kwargs: dict,
+    retries: int,
+    retry_delay_s: float,
+    ctx: RunbookContext,
+) -> tuple[StepRecord, Any, dict[str, Any]]:
     """Run one step (retrying as the runbook asked), then write its work note; cached per execution."""
     log = StepLog(name)
     started = time.monotonic()

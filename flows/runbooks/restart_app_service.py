@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from .base import RunbookContext, RunbookInputs, Runbook, runbook_flow
+from .base import Runbook, RunbookContext, RunbookInputs, runbook_flow
 from .steps import on_each_host, resolve_hosts, wait_healthy
 
 
@@ -36,7 +36,9 @@ class Inputs(RunbookInputs):
 
 @runbook_flow(name="runbook-restart-app-service")
 async def restart_app_service(inputs: Inputs, ctx: RunbookContext) -> str:
-    hosts = await ctx.step("Resolve hosts from the CMDB", resolve_hosts, ctx.client, inputs.cmdb_ci, inputs.cmdb_ci_name)
+    hosts = await ctx.step(
+        "Resolve hosts from the CMDB", resolve_hosts, ctx.client, inputs.cmdb_ci, inputs.cmdb_ci_name
+    )
     await ctx.step(
         f"Restart {inputs.service_name}",
         on_each_host,

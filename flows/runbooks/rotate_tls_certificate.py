@@ -10,10 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from pydantic import Field
 
 from flows.executors import Executor
@@ -41,6 +37,12 @@ class Inputs(RunbookInputs):
 
 async def issue_certificate(log: StepLog, common_name: str, validity_days: int) -> StepResult:
     """A new key and certificate (self-signed here; a real deployment asks its CA in this step)."""
+    # Imported here: the flow module's import path stays light (each flow run process imports it).
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -58,7 +60,9 @@ async def issue_certificate(log: StepLog, common_name: str, validity_days: int) 
     pem = cert.public_bytes(serialization.Encoding.PEM)
     fingerprint = hashlib.sha256(pem).hexdigest()
     log(f"issued {common_name}, valid {validity_days} days, sha256:{fingerprint[:16]}…")
-    return StepResult(pem, detail=f"Certificate for {common_name}, sha256:{fingerprint}, expires {cert.not_valid_after_utc:%Y-%m-%d}")
+    return StepResult(
+        pem, detail=f"Certificate for {common_name}, sha256:{fingerprint}, expires {cert.not_valid_after_utc:%Y-%m-%d}"
+    )
 
 
 async def install_certificate(
@@ -93,7 +97,9 @@ async def verify_certificate(
 
 @runbook_flow(name="runbook-rotate-tls-certificate")
 async def rotate_tls_certificate(inputs: Inputs, ctx: RunbookContext) -> str:
-    hosts = await ctx.step("Resolve hosts from the CMDB", resolve_hosts, ctx.client, inputs.cmdb_ci, inputs.cmdb_ci_name)
+    hosts = await ctx.step(
+        "Resolve hosts from the CMDB", resolve_hosts, ctx.client, inputs.cmdb_ci, inputs.cmdb_ci_name
+    )
     pem = await ctx.step("Issue certificate", issue_certificate, inputs.common_name, inputs.validity_days)
     await ctx.gate(
         "Install certificate",

@@ -55,6 +55,8 @@ async def wait_healthy(
             log(f"{service} healthy on {len(hosts)} host(s)")
             return StepResult(True, detail=f"{service} healthy on {len(hosts)} host(s)")
         if time.monotonic() >= deadline:
-            raise RuntimeError(f"{service} not healthy after {timeout_s:.0f} s on: {', '.join(h.name for h in pending)}")
+            raise RuntimeError(
+                f"{service} not healthy after {timeout_s:.0f} s on: {', '.join(h.name for h in pending)}"
+            )
         log(f"waiting for {service} on {', '.join(h.name for h in pending)}")
         await asyncio.sleep(interval_s)

@@ -45,7 +45,7 @@ def _password_grant(sn: Instance) -> dict[str, Any]:
             "client_id": OAUTH_CLIENT_ID,
             "client_secret": OAUTH_CLIENT_SECRET,
             "username": "prefect.integration",
-            "password": "prefect",
+            "password": "snow-integration-pw",
         },
     )
     r.raise_for_status()
@@ -69,7 +69,7 @@ def _created_by(credentials: ServiceNowCredentials) -> str:
                 "client_id": OAUTH_CLIENT_ID,
                 "client_secret": OAUTH_CLIENT_SECRET,
                 "username": "prefect.integration",
-                "password": "prefect",
+                "password": "snow-integration-pw",
             },
             "prefect.integration",
         ),
@@ -125,7 +125,7 @@ def test_client_credentials_grant(sn: Instance) -> None:
             "client_id": OAUTH_CLIENT_ID,
             "client_secret": "wrong",
             "username": "prefect.integration",
-            "password": "prefect",
+            "password": "snow-integration-pw",
         },
     ],
     ids=["basic", "api_key", "oauth_password", "oauth_client_secret"],

@@ -17,7 +17,7 @@ import pytest
 ITIL = ("itil", "itil")
 READONLY = ("readonly", "readonly")
 NOROLE = ("norole", "norole")
-INTEGRATION = ("prefect.integration", "prefect")
+INTEGRATION = ("prefect.integration", "snow-integration-pw")
 API_KEY = "emulator-api-key-for-prefect-integration"
 OAUTH_CLIENT = ("prefect-servicenow", "prefect-oauth-secret")
 ENVELOPE_KEYS = {"error", "status"}

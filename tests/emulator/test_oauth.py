@@ -66,7 +66,7 @@ def test_client_credentials_in_basic_auth_as_requests_oauthlib_sends_them(emulat
 
 
 def test_refresh_token_grant(emulator):
-    first = password_grant(emulator, ("prefect.integration", "prefect")).json()
+    first = password_grant(emulator, ("prefect.integration", "snow-integration-pw")).json()
     r = token(
         emulator,
         {"grant_type": "refresh_token", "client_id": OAUTH_CLIENT[0], "client_secret": OAUTH_CLIENT[1],
