@@ -51,7 +51,9 @@ def baseline_users(admin_user: str, admin_password: str) -> list[SeedUser]:
         SeedUser(admin_user, admin_password, "System", "Administrator", ("admin",)),
         SeedUser("itil", "itil", "Ivy", "Tilson", ("itil",)),
         SeedUser("readonly", "readonly", "Rita", "Reader", ("itil", "snc_read_only")),
-        SeedUser("prefect.integration", "snow-integration-pw", "Prefect", "Integration", ("itil", "asset", "change_manager")),
+        SeedUser(
+            "prefect.integration", "snow-integration-pw", "Prefect", "Integration", ("itil", "asset", "change_manager")
+        ),
         SeedUser("norole", "norole", "Nora", "Role", ()),
     ]
 

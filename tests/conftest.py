@@ -61,9 +61,7 @@ class LiveEmulator:
             self.process.kill()
 
 
-def start_emulator(
-    tmp: Path, *, seed: str = "demo", tls: bool = False, extra: list[str] | None = None
-) -> LiveEmulator:
+def start_emulator(tmp: Path, *, seed: str = "demo", tls: bool = False, extra: list[str] | None = None) -> LiveEmulator:
     port = free_port()
     tls_port = free_port() if tls else None
     args = [sys.executable, "-m", "servicenow_emulator", "--port", str(port), "--seed", seed]

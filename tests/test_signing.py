@@ -32,9 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "deployments" / "servicenow" / "prefect_webhook_business_rule.js"
 HARNESS = ROOT / "tests" / "js" / "run_business_rule.js"
 NODE = shutil.which("node")
-needs_node = pytest.mark.skipif(
-    NODE is None, reason="node is not on PATH: the Business Rule harness needs Node.js"
-)
+needs_node = pytest.mark.skipif(NODE is None, reason="node is not on PATH: the Business Rule harness needs Node.js")
 
 SECRET = "s3cr\u00e9t-\u2603-rotate-me-0123456789"  # non-ASCII on purpose: the key is its UTF-8 bytes
 TS = 1_700_000_000
@@ -84,9 +82,7 @@ def test_tampered_body_and_wrong_secret() -> None:
         verify(SECRET, str(TS + 1), header, BODY, now=TS)
 
 
-@pytest.mark.parametrize(
-    ("offset", "ok"), [(0, True), (300, True), (-300, True), (301, False), (-301, False)]
-)
+@pytest.mark.parametrize(("offset", "ok"), [(0, True), (300, True), (-300, True), (301, False), (-301, False)])
 def test_timestamp_window(offset: int, ok: bool) -> None:
     ts = TS + offset  # positive offset: a timestamp from the future
     header = sign(SECRET, ts, BODY)
@@ -271,9 +267,7 @@ def _record(operation: str = "update", **extra: dict) -> dict:
 def _run(tmp_path: Path, spec: dict) -> tuple[dict, subprocess.CompletedProcess]:
     path = tmp_path / "input.json"
     path.write_text(json.dumps(spec))
-    proc = subprocess.run(
-        [NODE, str(HARNESS), str(path)], capture_output=True, timeout=60, cwd=ROOT, check=False
-    )
+    proc = subprocess.run([NODE, str(HARNESS), str(path)], capture_output=True, timeout=60, cwd=ROOT, check=False)
     assert proc.returncode == 0, proc.stderr.decode()
     lines = proc.stdout.decode().strip().split("\n")
     assert len(lines) == 1, proc.stdout
@@ -326,9 +320,7 @@ def test_real_business_rule_is_verified_by_python(
         now=TS + 300,
     )
     with pytest.raises(BadSignatureError):
-        verify(
-            "wrong", headers[signing.TIMESTAMP_HEADER], headers[signing.SIGNATURE_HEADER], req["body"], now=TS
-        )
+        verify("wrong", headers[signing.TIMESTAMP_HEADER], headers[signing.SIGNATURE_HEADER], req["body"], now=TS)
     assert headers[signing.SIGNATURE_HEADER] == sign(SECRET, TS, req["body"])
     # what the harness reports is what went over the wire
     assert out["request"]["body"].encode() == req["body"]
@@ -389,9 +381,7 @@ def test_real_business_rule_insert(tmp_path: Path, receiver: tuple[str, list[dic
 
 
 @needs_node
-def test_real_business_rule_condition_false_sends_nothing(
-    tmp_path: Path, receiver: tuple[str, list[dict]]
-) -> None:
+def test_real_business_rule_condition_false_sends_nothing(tmp_path: Path, receiver: tuple[str, list[dict]]) -> None:
     url, captured = receiver
     record = _record(approval={"value": "approved"})  # unchanged
     spec = {

@@ -228,7 +228,9 @@ def test_oauth_password_grant(emulator, http, monkeypatch):
     # The OAuth session lets the environment's CA bundle override verify=: point it at the emulator's CA.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(emulator.ca_cert))
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    flow = ServiceNowPasswordGrantFlow("prefect.integration", "snow-integration-pw", OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET)
+    flow = ServiceNowPasswordGrantFlow(
+        "prefect.integration", "snow-integration-pw", OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET
+    )
     client = ServiceNowClient(emulator.https_url, flow, verify=str(emulator.ca_cert))
     try:
         assert client.session.token["token_type"].lower() == "bearer"
