@@ -79,9 +79,15 @@ class PrefectServer(ManagedProcess):
 
 
 def start_prefect_server(
-    home: Path, *, port: int | None = None, ui: bool = False, timeout_s: float = 90
+    home: Path,
+    *,
+    port: int | None = None,
+    ui: bool = False,
+    timeout_s: float = 90,
+    database_url: str | None = None,
 ) -> PrefectServer:
-    """``prefect server start`` on SQLite under ``home``; returns once /api/health answers."""
+    """``prefect server start`` under ``home`` (SQLite there, or ``database_url``, e.g. PostgreSQL);
+    returns once /api/health answers."""
     home.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log = home / "prefect-server.log"
@@ -96,6 +102,8 @@ def start_prefect_server(
         # Run-state automations and late-run detection react within seconds, not minutes.
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
     }
+    if database_url:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
     env.pop("PREFECT_PROFILE", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
