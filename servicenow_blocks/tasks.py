@@ -36,9 +36,15 @@ async def get_records(
     display_value: bool | str = False,
 ) -> list[dict[str, Any]]:
     """Rows of ``table`` matching ``query`` (an encoded query or a ``Query``), all pages."""
+    logger = get_run_logger()
     async with _client(credentials) as client:
         rows = await client.get_records(
-            table, query, fields=list(fields) if fields else None, limit=limit, display_value=display_value
+            table,
+            query,
+            fields=list(fields) if fields else None,
+            limit=limit,
+            display_value=display_value,
+            on_total=lambda total: logger.info("Reading %d %s records", total, table),
         )
     get_run_logger().info("Read %d %s records", len(rows), table)
     return rows

@@ -9,12 +9,14 @@ several states, and incidents. ``generate`` adds bulk rows quickly (bypassing pl
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from .emulator import Emulator
 from .platform import SYSTEM, new_sys_id
+from .rules.priority import PRIORITY_MATRIX
 from .timeutil import glide_now, now_utc, to_glide
 
 # Base-system sys_ids the documentation shows for relationship types (reference §5.4).
@@ -527,9 +529,19 @@ class Seeder:
 
 
 def generate(
-    emulator: Emulator, *, ci_count: int = 0, change_count: int = 0, incident_count: int = 0, seed: int = 7
+    emulator: Emulator,
+    *,
+    ci_count: int = 0,
+    change_count: int = 0,
+    incident_count: int = 0,
+    seed: int = 7,
+    progress: Callable[[str], None] | None = None,
 ) -> None:
-    """Bulk rows for benchmarks: servers, changes and incidents, inserted in a few large transactions."""
+    """Bulk rows for benchmarks: servers, changes and incidents, inserted in a few large transactions.
+
+    ``progress`` hears about each batch written (the CLI prints it).
+    """
+    report = progress or (lambda message: None)
     rng = random.Random(seed)
     store = emulator.store
     now = glide_now()
@@ -585,8 +597,10 @@ def generate(
             if len(batch) == 20000:
                 store.insert_many("cmdb_ci", columns, batch)
                 batch = []
+                report(f"generated {i + 1:,} of {ci_count:,} servers")
         if batch:
             store.insert_many("cmdb_ci", columns, batch)
+        report(f"generated {ci_count:,} servers")
     if change_count:
         first = store.reserve_numbers("CHG", change_count)
         columns = [
@@ -625,6 +639,7 @@ def generate(
             for i in range(change_count)
         ]
         store.insert_many("task", columns, rows)
+        report(f"generated {change_count:,} change requests")
     if incident_count:
         first = store.reserve_numbers("INC", incident_count)
         columns = [
@@ -644,8 +659,6 @@ def generate(
         rows = []
         for i in range(incident_count):
             impact, urgency = rng.choice([1, 2, 3]), rng.choice([1, 2, 3])
-            from .rules.priority import PRIORITY_MATRIX
-
             rows.append(
                 (
                     new_sys_id(),
@@ -663,6 +676,7 @@ def generate(
                 )
             )
         store.insert_many("task", columns, rows)
+        report(f"generated {incident_count:,} incidents")
 
 
 def seed(emulator: Emulator, kind: str = "demo", *, admin_user: str = "admin", admin_password: str = "admin") -> Seeder:

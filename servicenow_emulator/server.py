@@ -49,6 +49,7 @@ def build_emulator(options: ServeOptions) -> Emulator:
             ci_count=options.ci_count,
             change_count=options.change_count,
             incident_count=options.incident_count,
+            progress=lambda message: print(f"seed: {message}", flush=True),
         )
         emulator.store.analyze()  # planner statistics for the seeded data
     for name, value in options.properties.items():
