@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 
 from prefect import Flow, flow, task
 from prefect.logging import get_run_logger
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.executors import Executor
 from servicenow_blocks.client import AsyncServiceNowClient
@@ -47,6 +47,17 @@ class RunbookInputs(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise InputError.from_validation(cls, exc) from None
+
+
+class ApplicationInputs(RunbookInputs):
+    """Inputs of runbooks that act on an application: the change's Configuration item."""
+
+    cmdb_ci: str = Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="The application the change is for (the change's Configuration item).",
+        json_schema_extra={"fix": "set the change's Configuration item to the application CI"},
+    )
+    cmdb_ci_name: str = Field(default="", alias="cmdb_ci.name")
 
 
 class InputError(ValueError):

@@ -9,17 +9,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from .base import Runbook, RunbookContext, RunbookInputs, runbook_flow
+from .base import ApplicationInputs, Runbook, RunbookContext, runbook_flow
 from .steps import on_each_host, resolve_hosts, wait_healthy
 
 
-class Inputs(RunbookInputs):
-    cmdb_ci: str = Field(
-        pattern=r"^[0-9a-f]{32}$",
-        description="The application whose service restarts (the change's Configuration item).",
-        json_schema_extra={"fix": "set the change's Configuration item to the application CI"},
-    )
-    cmdb_ci_name: str = Field(default="", alias="cmdb_ci.name")
+class Inputs(ApplicationInputs):
     service_name: str = Field(
         pattern=r"^[a-z0-9][a-z0-9._@-]{0,63}$",
         description="The service unit to restart, e.g. payments-api.",

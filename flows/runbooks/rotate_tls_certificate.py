@@ -15,16 +15,11 @@ from pydantic import Field
 from flows.executors import Executor
 from servicenow_blocks.cmdb import RelatedCI
 
-from .base import Runbook, RunbookContext, RunbookInputs, StepLog, StepResult, runbook_flow
+from .base import ApplicationInputs, Runbook, RunbookContext, StepLog, StepResult, runbook_flow
 from .steps import resolve_hosts
 
 
-class Inputs(RunbookInputs):
-    cmdb_ci: str = Field(
-        pattern=r"^[0-9a-f]{32}$",
-        json_schema_extra={"fix": "set the change's Configuration item to the application CI"},
-    )
-    cmdb_ci_name: str = Field(default="", alias="cmdb_ci.name")
+class Inputs(ApplicationInputs):
     common_name: str = Field(
         pattern=r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,}$",
         description="DNS name the certificate is for.",
