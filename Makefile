@@ -34,6 +34,8 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/emulator_serving.py
 	$(BIN)/python bench/client_vs_peers.py
+	$(BIN)/python bench/dispatch_latency.py
+	$(BIN)/python bench/dispatch_burst.py --changes 200 --limit 8
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .ruff_cache

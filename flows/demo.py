@@ -52,6 +52,20 @@ class Outcome:
     run_url: str = ""
 
 
+def closed_outcome(stack: LocalStack, scenario: str, record: dict, expected: str, ok: bool = True) -> Outcome:
+    """The outcome of a scenario that ends with the change closed under the ``expected`` close code."""
+    code = record["close_code"]["value"]
+    return Outcome(
+        scenario,
+        record["number"]["value"],
+        record["state"]["display_value"],
+        code,
+        expected,
+        ok and code == expected,
+        run_url(stack, record),
+    )
+
+
 # --- helpers over the emulator: flows/stack_ops.py ----------------------------------------------------------
 def show(stack: LocalStack, sys_id: str) -> None:
     record = ticket(stack, sys_id)
@@ -105,16 +119,8 @@ def scenario_webhook(stack: LocalStack) -> Outcome:
     say(f"    approval -> 'Started by Prefect' note in {time.monotonic() - started:.1f} s")
     record = wait_state(stack, change["sys_id"], {"3"})
     show(stack, change["sys_id"])
-    ok = record["close_code"]["value"] == "successful" and attachments(stack, change["sys_id"])
-    return Outcome(
-        "webhook: approve -> run -> closed",
-        change["number"],
-        record["state"]["display_value"],
-        record["close_code"]["value"],
-        "successful",
-        bool(ok),
-        run_url(stack, record),
-    )
+    has_log = bool(attachments(stack, change["sys_id"]))
+    return closed_outcome(stack, "webhook: approve -> run -> closed", record, "successful", ok=has_log)
 
 
 def scenario_poll(stack: LocalStack) -> Outcome:
@@ -136,15 +142,7 @@ def scenario_poll(stack: LocalStack) -> Outcome:
     finally:
         with stack.sn() as sn:
             sn.patch(f"/api/now/table/sys_script/{stack.rules['change approved']}", json={"active": "true"})
-    return Outcome(
-        "poll: scheduled dispatch",
-        change["number"],
-        record["state"]["display_value"],
-        record["close_code"]["value"],
-        "successful",
-        record["close_code"]["value"] == "successful",
-        run_url(stack, record),
-    )
+    return closed_outcome(stack, "poll: scheduled dispatch", record, "successful")
 
 
 def scenario_failure(stack: LocalStack) -> Outcome:
@@ -161,15 +159,7 @@ def scenario_failure(stack: LocalStack) -> Outcome:
     approve(stack, change["sys_id"])
     record = wait_state(stack, change["sys_id"], {"3"})
     show(stack, change["sys_id"])
-    return Outcome(
-        "failure: closed unsuccessful",
-        change["number"],
-        record["state"]["display_value"],
-        record["close_code"]["value"],
-        "unsuccessful",
-        record["close_code"]["value"] == "unsuccessful",
-        run_url(stack, record),
-    )
+    return closed_outcome(stack, "failure: closed unsuccessful", record, "unsuccessful")
 
 
 def scenario_gate(stack: LocalStack) -> Outcome:
@@ -187,15 +177,7 @@ def scenario_gate(stack: LocalStack) -> Outcome:
     approve(stack, gate["sys_id"], table="change_task")
     record = wait_state(stack, change["sys_id"], {"3"}, timeout_s=120)
     show(stack, change["sys_id"])
-    return Outcome(
-        "gate: approve a destructive step",
-        change["number"],
-        record["state"]["display_value"],
-        record["close_code"]["value"],
-        "successful",
-        record["close_code"]["value"] == "successful",
-        run_url(stack, record),
-    )
+    return closed_outcome(stack, "gate: approve a destructive step", record, "successful")
 
 
 def scenario_bad_input(stack: LocalStack) -> Outcome:
