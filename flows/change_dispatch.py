@@ -40,6 +40,8 @@ from servicenow_blocks.gates import (
     GATE_FIELDS,
     GATE_PREFIX,
     GateDecision,
+    abandoned_gates_query,
+    abandonment_decision,
     close_gate,
     decided_gates_query,
     gate_correlation,
@@ -47,28 +49,19 @@ from servicenow_blocks.gates import (
     resume_gate,
     step_slug,
 )
-from servicenow_blocks.query import Query
-from servicenow_blocks.tickets import STATE_FIELDS, Redactor, StepRecord, TicketLog, close_code_for
+from servicenow_blocks.query import Query, raw
+from servicenow_blocks.tickets import Redactor, StepRecord, TicketLog, close_code_for
 
 TICKET_FIELDS = (
     "sys_id", "number", "short_description", "type", "state", "approval", "approval_set", "on_hold", "active",
-    "correlation_id", "category", "cmdb_ci", "cmdb_ci.name", "assignment_group", "start_date", "end_date",
-    "std_change_producer_version", "std_change_producer_version.name",
+    "correlation_id", "sys_mod_count", "category", "cmdb_ci", "cmdb_ci.name", "assignment_group", "start_date",
+    "end_date", "std_change_producer_version", "std_change_producer_version.name",
 )  # fmt: skip
 GATE_TIMEOUT_S = 7 * 24 * 3600
 
 
 class RunbookFailed(RuntimeError):
     """The change was executed and failed; the ticket is closed unsuccessful (the run ends Failed)."""
-
-
-def _secrets_of(credentials: ServiceNowCredentials) -> list[str]:
-    values = []
-    for name in ("password", "client_secret", "api_key", "token"):
-        secret = getattr(credentials, name)
-        if secret is not None:
-            values.append(secret.get_secret_value())
-    return values
 
 
 def ticket_url(instance: str, sys_id: str) -> str:
@@ -126,7 +119,7 @@ async def run_change_request(
     # engine logs as "View at") is /runs/flow-run/<id>.
     run_url = url_for("flow-run", obj_id=run_id)
     credentials = await ServiceNowCredentials.load(credentials_block)
-    redact = Redactor(_secrets_of(credentials))
+    redact = Redactor.for_credentials(credentials)
     async with credentials.get_async_client(logger=logger) as client:
         try:
             ticket, variables = await read_change(client, sys_id)
@@ -191,7 +184,7 @@ async def _close_after_error(
     with the error, so that it is not left claimed in Implement (unless it moved on in ServiceNow)."""
     problem = f"Prefect could not complete the run: {type(error).__name__}: {error}"
     try:
-        tl.current = await client.get("change_request", tl.sys_id, fields=STATE_FIELDS)
+        await tl.refresh()
         if not tl.claimed_by_us:
             return
         header = [f"{tl.number} {runbook_name} - Prefect flow run {tl.run_id}", f"Execution: {tl.run_url}", problem]
@@ -218,7 +211,7 @@ async def _execute(
 ) -> dict[str, Any]:
     """The claimed part of a run: gates decided earlier, the runbook, the log, the close."""
     logger = get_run_logger()
-    number, sys_id, run_id, run_url = tl.number, tl.sys_id, tl.run_id, tl.run_url
+    number, run_id, run_url = tl.number, tl.run_id, tl.run_url
     progress_id = await acreate_progress_artifact(
         progress=0.0, key=f"progress-{number.lower()}", description=f"{number}: {runbook.name} steps"
     )
@@ -228,30 +221,30 @@ async def _execute(
         await aupdate_progress_artifact(progress_id, progress=min(99.0, 100.0 * done / (done + 1)))
 
     approved: set[str] = set()
-    rejection: str | None = None
+    rejected: dict[str, str] = {}
     for slug, (task, decision) in (await decided_gates(client, run_id) if resumed else {}).items():
         await close_gate(client, task, decision)
         if decision.approved:
             approved.add(slug)
         else:
-            rejection = (
+            rejected[slug] = (
                 f"Rejected at the approval gate ({task.get('number')}) by {decision.decided_by}: {decision.comment}"
             )
 
     executor = LocalExecutor(executor_root)
-    records: list[StepRecord] = []
-    if rejection:
-        outcome = RunbookOutcome("failed", summary=rejection)
-    while not rejection:
+    while True:
+        # A resumed run re-executes from the top: finished steps come back from Prefect's cache.
         ctx = RunbookContext(
             inputs=inputs, client=client, ticket_log=tl, executor=executor, run_key=run_id,
             approved_gates=approved, on_step=on_step,
         )  # fmt: skip
         outcome = await runbook.flow(inputs, ctx)
-        records = outcome.records
         if outcome.status != "awaiting_approval":
             break
         step = outcome.gate_step or "destructive step"
+        if step_slug(step) in rejected:
+            outcome = RunbookOutcome("failed", summary=rejected[step_slug(step)], records=outcome.records)
+            break
         task = await open_gate(client, ticket, flow_run_id=run_id, step=step, description=outcome.gate_description)
         await tl.note(
             f"Waiting for approval before '{step}': {outcome.gate_description}.\n"
@@ -266,12 +259,12 @@ async def _execute(
         await close_gate(client, task, decision)
         if not decision.approved:
             outcome = RunbookOutcome(
-                "failed", summary=f"Rejected at the approval gate before '{step}'", records=records
+                "failed", summary=f"Rejected at the approval gate before '{step}'", records=outcome.records
             )
             break
         approved.add(step_slug(step))
 
-    tl.steps = list(outcome.records or records)
+    tl.steps = list(outcome.records)
     await aupdate_progress_artifact(progress_id, progress=100.0)
     header = [f"{number} {runbook.name} - Prefect flow run {run_id}", f"Execution: {run_url}"]
     await tl.attach_log(tl.log_text(header))
@@ -289,8 +282,8 @@ async def _execute(
         try:
             await tl.close(code, f"{runbook.name}: {summary}\n{steps_text}")
         except ServiceNowError:
-            tl.current = await client.get("change_request", sys_id, fields=STATE_FIELDS)
-            stop = tl.stop_reason()  # moved in ServiceNow between the last step and the close
+            await tl.refresh()  # moved in ServiceNow between the last step and the close?
+            stop = tl.stop_reason()
             if stop is None:
                 raise
     if stop is not None:
@@ -315,12 +308,16 @@ async def poll_change_requests(
     deployment: str = DEFAULT_DEPLOYMENT,
     limit: int = 500,
 ) -> dict[str, Any]:
-    """Dispatch every change matching ``query`` (an encoded query; build it with servicenow_blocks.query)."""
+    """Dispatch every change matching ``query`` (an encoded query; build it with servicenow_blocks.query).
+
+    The parameter is a JSON string written by whoever deploys the flow: it is taken as ``raw(query)``, the
+    client's explicit opt-in for an encoded query. Never build it from ticket data or other input."""
     logger = get_run_logger()
     credentials = await ServiceNowCredentials.load(credentials_block)
     async with credentials.get_async_client(logger=logger) as client:
-        tickets = await client.get_records("change_request", query, fields=DISPATCH_FIELDS, limit=limit)
+        tickets = await client.get_records("change_request", raw(query), fields=DISPATCH_FIELDS, limit=limit)
         gates = await client.get_records("change_task", decided_gates_query(), fields=GATE_FIELDS, limit=limit)
+        abandoned = await client.get_records("change_task", abandoned_gates_query(), fields=GATE_FIELDS, limit=limit)
     semaphore = asyncio.Semaphore(8)
     async with get_client() as prefect:
 
@@ -330,6 +327,8 @@ async def poll_change_requests(
 
         results = await asyncio.gather(*(dispatch(t) for t in tickets))
     resumed = [await resume_gate(task, decided_by="servicenow (poll)") for task in gates]
+    # A change canceled or closed while its run waited at a gate: resume the run so it stops and says so.
+    resumed += [await resume_gate(task, decision=abandonment_decision(task, "servicenow (poll)")) for task in abandoned]
     new = [r for r in results if r.get("dispatched") and not r.get("duplicate")]
     logger.info(
         "%d ready change(s): %d new run(s), %d already dispatched, %d not runnable; %d gate(s) resumed",

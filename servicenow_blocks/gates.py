@@ -18,13 +18,16 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from .choices import Approval, ChangeTaskState
+from .choices import Approval, ChangeState, ChangeTaskState
 from .client import AsyncServiceNowClient
 from .query import Query
 
 GATE_PREFIX = "prefect-gate:"
 GATE_DISPLAY = "Prefect approval gate"
-GATE_FIELDS = ("sys_id", "number", "approval", "state", "correlation_id", "change_request", "active")
+GATE_FIELDS = (
+    "sys_id", "number", "approval", "state", "correlation_id", "change_request", "change_request.number",
+    "change_request.state", "active",
+)  # fmt: skip
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
@@ -118,6 +121,27 @@ def decided_gates_query() -> Query:
     )
 
 
+def abandoned_gates_query() -> Query:
+    """Open, undecided gate tasks whose change was canceled or closed while its run waited."""
+    return (
+        Query()
+        .starts_with("correlation_id", GATE_PREFIX)
+        .eq("approval", Approval.REQUESTED.value)
+        .eq("active", True)
+        .in_("change_request.state", [ChangeState.CANCELED.value, ChangeState.CLOSED.value])
+    )
+
+
+def abandonment_decision(task: dict[str, Any], decided_by: str = "servicenow") -> GateDecision:
+    """The answer that ends a run whose change went away while it waited at this gate."""
+    try:
+        label = ChangeState(task.get("change_request.state")).label.lower()
+    except ValueError:
+        label = f"moved to state {task.get('change_request.state')!r}"
+    change = task.get("change_request.number") or "the change"
+    return GateDecision(approved=False, decided_by=decided_by, comment=f"{change} was {label} while waiting")
+
+
 def decision_from_task(task: dict[str, Any], decided_by: str = "servicenow") -> GateDecision | None:
     approval = task.get("approval")
     if approval not in (Approval.APPROVED.value, Approval.REJECTED.value):
@@ -143,9 +167,13 @@ async def _gate_answered(client: Any, ref: GateRef) -> bool:
 
 
 async def resume_gate(
-    task: dict[str, Any], decided_by: str = "servicenow", wait_for_suspension_s: float = 8.0
+    task: dict[str, Any],
+    decided_by: str = "servicenow",
+    wait_for_suspension_s: float = 8.0,
+    decision: GateDecision | None = None,
 ) -> tuple[bool, str]:
-    """Resume the flow run waiting on this gate task; (resumed, reason).
+    """Resume the flow run waiting on this gate task with its ServiceNow decision (or ``decision``);
+    (resumed, reason).
 
     The decision can be faster than the run: between creating the gate task and suspending, the run is
     still running. Then this waits (up to ``wait_for_suspension_s``, under the Business Rule's 10 s HTTP
@@ -158,7 +186,7 @@ async def resume_gate(
     ref = parse_gate_correlation(task.get("correlation_id"))
     if ref is None:
         return False, f"{task.get('number')} is not a Prefect approval gate"
-    decision = decision_from_task(task, decided_by)
+    decision = decision or decision_from_task(task, decided_by)
     if decision is None:
         return False, f"{task.get('number')} is not decided yet (approval={task.get('approval')!r})"
     deadline = time.monotonic() + wait_for_suspension_s

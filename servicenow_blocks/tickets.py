@@ -13,16 +13,23 @@ request per step plus four.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from pydantic import SecretStr
 
 from .choices import ChangeCloseCode, ChangeState, ChangeType, change_path
 from .client import AsyncServiceNowClient, BatchItem
+from .credentials import ServiceNowCredentials
 from .errors import ServiceNowError, error_for_status
 
-STATE_FIELDS = ("sys_id", "number", "state", "type", "on_hold", "approval", "correlation_id", "active")
+STATE_FIELDS = (
+    "sys_id", "number", "state", "type", "on_hold", "approval", "correlation_id", "active", "sys_mod_count",
+)  # fmt: skip
 MAX_NOTES = 4000
 CORRELATION_DISPLAY = "Prefect"
 
@@ -49,11 +56,30 @@ class StepRecord:
 
 
 class Redactor:
-    """Removes secret values (and their obvious encodings) from text bound for tickets and files."""
+    """Removes secret values (and their URL-encoded and base64 forms) from text bound for tickets and files."""
 
     def __init__(self, secrets: Iterable[str] = ()):
-        values = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-        self._pattern = re.compile("|".join(re.escape(v) for v in values)) if values else None
+        values: set[str] = set()
+        for secret in secrets:
+            if secret and len(secret) >= 4:
+                values |= {secret, quote(secret, safe=""), base64.b64encode(secret.encode()).decode()}
+        ordered = sorted(values, key=len, reverse=True)  # longest first: a secret may contain another
+        self._pattern = re.compile("|".join(re.escape(v) for v in ordered)) if ordered else None
+
+    @classmethod
+    def for_credentials(cls, credentials: ServiceNowCredentials) -> Redactor:
+        """Every secret of the block, the proxy URL's password and the Basic auth header's value."""
+        secrets = [
+            value.get_secret_value()
+            for name in type(credentials).model_fields
+            if isinstance(value := getattr(credentials, name), SecretStr)
+        ]
+        proxy = credentials.proxy.get_secret_value() if isinstance(credentials.proxy, SecretStr) else credentials.proxy
+        if proxy and urlsplit(proxy).password:
+            secrets.append(unquote(urlsplit(proxy).password or ""))
+        if credentials.username and credentials.password:
+            secrets.append(f"{credentials.username}:{credentials.password.get_secret_value()}")
+        return cls(secrets)
 
     def __call__(self, text: str) -> str:
         return self._pattern.sub("[REDACTED]", text) if self._pattern else text
@@ -96,6 +122,17 @@ class TicketLog:
     @property
     def claimed_by_us(self) -> bool:
         return self.current.get("correlation_id") == self.run_id
+
+    def observe(self, state: Mapping[str, Any]) -> None:
+        """Take a read of the ticket's state unless it is older than the one held: a step replayed from
+        Prefect's cache after a suspension answers with the state from before it."""
+        if _mod_count(state) >= _mod_count(self.current):
+            self.current.update(state)
+
+    async def refresh(self) -> dict[str, Any]:
+        """Re-read the ticket's state from ServiceNow."""
+        self.current = await self.client.get(self.table, self.sys_id, fields=STATE_FIELDS)
+        return self.current
 
     def stop_reason(self) -> str | None:
         """Why work must stop at this step boundary (cancelled, on hold, closed, claimed elsewhere)."""
@@ -203,6 +240,13 @@ class TicketLog:
             lines.extend(record.log)
             lines.append("")
         return "\n".join(lines)
+
+
+def _mod_count(state: Mapping[str, Any]) -> int:
+    try:
+        return int(state.get("sys_mod_count") or -1)
+    except (TypeError, ValueError):
+        return -1
 
 
 def close_code_for(steps: Iterable[StepRecord], failed: bool) -> ChangeCloseCode:

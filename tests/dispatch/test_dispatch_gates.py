@@ -14,10 +14,13 @@ from flows.change_dispatch import poll_change_requests
 from flows.local_stack import LocalStack
 from flows.stack_ops import (
     approve,
+    attachment_text,
+    attachments,
     gate_tasks,
     rule_off,
     set_emulator_faults,
     ticket,
+    update,
     wait_for,
     wait_state,
     work_notes,
@@ -103,6 +106,10 @@ def test_gate_rejected_in_servicenow_closes_unsuccessful(stack) -> None:
         r"Rejected at the approval gate \(CTASK\d+\) by servicenow: CTASK\d+ rejected in ServiceNow",
         record["close_notes"]["value"],
     )
+    # The resumed run replays the steps done before the gate: the close notes and the log list them.
+    assert "- Resolve hosts from the CMDB: succeeded" in record["close_notes"]["value"]
+    (log,) = attachments(stack, change["sys_id"])
+    assert "== Resolve hosts from the CMDB: succeeded" in attachment_text(stack, log["sys_id"])
     lines = first_lines(stack, change["sys_id"])
     assert lines[-1] == "Closed by Prefect: Unsuccessful." and len(lines) == 5, lines
     assert not any(line.startswith("Step 'Install certificate'") for line in lines)
@@ -155,3 +162,25 @@ def test_gate_approved_before_the_run_has_suspended(stack, no_emulator_faults) -
     assert read_run(run.id).state.type.value == "RUNNING"  # not suspended yet
     approve(stack, task["sys_id"], table="change_task")
     check_completed(stack, change, str(run.id), name)
+
+
+def test_change_canceled_while_waiting_at_the_gate_ends_the_run_through_the_poll(stack) -> None:
+    name = "canceled.wiki.example.com"
+    change = rotate_change(stack, common_name=name)
+    run_id, _ = waiting_at_gate(stack, change)
+    update(stack, change["sys_id"], {"state": "4"})  # canceled in ServiceNow; the gate is never decided
+    nothing = ready_changes_query().eq("sys_id", change["sys_id"]).encoded
+    result = asyncio.run(poll_change_requests(query=nothing))
+    assert f"flow run {run_id} resumed (rejected)" in result["gates"]
+    assert wait_run(run_id).state.type.value == "COMPLETED"
+    record = ticket(stack, change["sys_id"])
+    assert record["state"]["display_value"] == "Canceled" and record["close_code"]["value"] == ""
+    assert first_lines(stack, change["sys_id"])[-1].startswith(
+        f"Prefect stopped at a step boundary: {change['number']} was canceled in ServiceNow."
+    )
+    assert not (stack.sandbox / "wiki-01" / "certs" / f"{name}.pem").exists()
+    (closed,) = gate_tasks(stack, change["sys_id"])
+    assert closed["state"] == "3" and closed["close_code"] == "unsuccessful"
+    assert closed["close_notes"] == f"Gate rejected by servicenow (poll). {change['number']} was canceled while waiting"
+    again = asyncio.run(poll_change_requests(query=nothing))  # a closed gate is not resumed twice
+    assert again["gates"] == []
