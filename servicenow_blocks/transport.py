@@ -71,10 +71,44 @@ Program = Generator[Any, Any, T]
 
 
 # --- process-wide limits ------------------------------------------------------------------------------
+class ThreadWaiter:
+    """A thread waiting for a Gate slot (``event`` is set when the slot is granted)."""
+
+    __slots__ = ("event", "granted")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.granted = False
+
+    def wake(self) -> bool:
+        self.event.set()
+        return True
+
+
+class LoopWaiter:
+    """An asyncio task waiting for a Gate slot (``future`` resolves when the slot is granted)."""
+
+    __slots__ = ("future", "granted", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future = loop.create_future()
+        self.granted = False
+
+    def wake(self) -> bool:
+        """Hand the slot over; False when the waiter already gave up (its future was cancelled)."""
+        if self.future.done():
+            return False
+        self.loop.call_soon_threadsafe(_resolve, self.future)
+        return True
+
+
 class Gate:
     """A FIFO counting semaphore usable from threads and from any asyncio loop at once.
 
     Its capacity may change while slots are taken: a smaller capacity takes effect as slots come back.
+    Every waiter is either still queued, or was granted a slot (``granted``), or was passed over because it
+    had already given up; ``abandon`` relies on that to give back exactly the slots that were granted.
     """
 
     def __init__(self, capacity: int):
@@ -83,10 +117,11 @@ class Gate:
         self.capacity = capacity
         self._free = capacity
         self._lock = threading.Lock()
-        self._waiters: deque[Any] = deque()
+        self._waiters: deque[ThreadWaiter | LoopWaiter] = deque()
         self.peak = 0  # the most slots ever taken at once (observability)
 
-    def try_acquire(self, waiter: Any) -> bool:
+    def try_acquire(self, waiter: ThreadWaiter | LoopWaiter) -> bool:
+        """Take a slot now (True), or queue ``waiter`` to be woken when one is granted to it (False)."""
         with self._lock:
             if self._free > 0 and not self._waiters:
                 self._take()
@@ -104,9 +139,11 @@ class Gate:
             self._hand_over()
 
     def _hand_over(self) -> None:
-        # Under the lock: pass free slots to waiters in order, skipping those that gave up.
+        # Under the lock: pass free slots to waiters in order, skipping (without a slot) those that gave up.
         while self._free > 0 and self._waiters:
-            if _wake(self._waiters.popleft()):
+            waiter = self._waiters.popleft()
+            if waiter.wake():
+                waiter.granted = True
                 self._take()
 
     def resize(self, capacity: int) -> None:
@@ -117,30 +154,26 @@ class Gate:
             self.capacity = capacity
             self._hand_over()
 
-    def abandon(self, waiter: Any) -> None:
-        """A waiter gave up (cancelled): drop it, or hand back the slot it was already given."""
+    def abandon(self, waiter: ThreadWaiter | LoopWaiter) -> None:
+        """A waiter gave up (cancelled): drop it from the queue, or hand back the slot it was granted.
+
+        A waiter passed over because it had already given up holds no slot: nothing to give back.
+        """
         with self._lock:
             try:
                 self._waiters.remove(waiter)
                 return
             except ValueError:
                 pass
-        self.release()
+            if not waiter.granted:
+                return
+            waiter.granted = False  # abandoning twice gives the slot back once
+            self._free += 1
+            self._hand_over()
 
     @property
     def in_use(self) -> int:
         return self.capacity - self._free
-
-
-def _wake(waiter: Any) -> bool:
-    if isinstance(waiter, threading.Event):
-        waiter.set()
-        return True
-    loop, future = waiter
-    if future.done():
-        return False
-    loop.call_soon_threadsafe(_resolve, future)
-    return True
 
 
 def _resolve(future: asyncio.Future) -> None:
@@ -257,9 +290,9 @@ class SyncDriver:
                         if effect.seconds > 0:
                             time.sleep(effect.seconds)
                     elif isinstance(effect, Acquire):
-                        event = threading.Event()
-                        if not effect.gate.try_acquire(event):
-                            event.wait()
+                        waiter = ThreadWaiter()
+                        if not effect.gate.try_acquire(waiter):
+                            waiter.event.wait()
                     elif isinstance(effect, Spawn):
                         value = self._executor().submit(self.run, effect.program)
                     elif isinstance(effect, Join):
@@ -337,13 +370,11 @@ class AsyncDriver:
 
     @staticmethod
     async def _acquire(gate: Gate) -> None:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future = loop.create_future()
-        waiter = (loop, future)
+        waiter = LoopWaiter(asyncio.get_running_loop())
         if gate.try_acquire(waiter):
             return
         try:
-            await future
+            await waiter.future
         except asyncio.CancelledError:
             gate.abandon(waiter)
             raise

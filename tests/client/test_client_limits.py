@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from client_support import Instance
 
-from servicenow_blocks.transport import limits_for
+from servicenow_blocks.transport import AsyncDriver, Gate, ThreadWaiter, limits_for
 
 LATENCY_S = 0.25
 
@@ -87,3 +87,59 @@ async def test_rate_limit_is_shared_by_clients_and_faces(sn: Instance) -> None:
         for _ in range(6):
             unlimited.get_records("incident", limit=1)
         assert time.monotonic() - started < 0.5  # the limit left with the client that asked for it
+
+
+# --- a waiter that gives up just as a slot comes back ------------------------------------------------------
+async def _cancel_while_a_slot_comes_back(gate: Gate, waiting: asyncio.Future) -> None:
+    """``waiting`` is queued at ``gate`` behind the one slot, taken: cancel it, and before its cancel handler
+    runs (the next loop step), give the slot back. The gate passes over the cancelled waiter."""
+    await asyncio.sleep(0.05)  # it reaches the gate and queues
+    assert gate.in_use == gate.capacity
+    waiting.cancel()  # its future is cancelled now; its handler (gate.abandon) runs on the next step
+    gate.release()  # ... but first the held slot comes back
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+
+
+async def test_a_waiter_cancelled_as_a_slot_comes_back_takes_no_slot_and_gives_none_back() -> None:
+    gate = Gate(1)
+    assert gate.try_acquire(ThreadWaiter())
+    await _cancel_while_a_slot_comes_back(gate, asyncio.ensure_future(AsyncDriver._acquire(gate)))
+    assert gate.in_use == 0  # not -1: the slot that came back is the only free one
+    assert gate.try_acquire(ThreadWaiter())
+    assert not gate.try_acquire(ThreadWaiter())  # a limit of 1 still admits one
+
+
+async def test_a_waiter_cancelled_after_its_grant_gives_its_slot_back() -> None:
+    gate = Gate(1)
+    assert gate.try_acquire(ThreadWaiter())
+    waiting = asyncio.ensure_future(AsyncDriver._acquire(gate))
+    await asyncio.sleep(0.05)
+    gate.release()  # granted: the slot is handed to the waiter, its future resolves on the next step
+    waiting.cancel()  # ... but it is cancelled before it runs again
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    gate.abandon(ThreadWaiter())  # a stranger's abandon gives nothing back
+    assert gate.in_use == 0
+    assert gate.try_acquire(ThreadWaiter())
+    assert not gate.try_acquire(ThreadWaiter())
+
+
+async def test_a_cancelled_request_never_widens_the_concurrency_cap(sn: Instance) -> None:
+    """The same sequence through a client: a request queued at the instance's cap of 1 is cancelled as the
+    slot comes back; afterwards the cap still holds (one request in flight at a time)."""
+    async with sn.credentials(max_concurrency=1).get_async_client() as client:
+        gate = _gate(sn)
+        assert gate.capacity == 1 and gate.in_use == 0
+        assert gate.try_acquire(ThreadWaiter())  # as if another request were in flight
+        waiting = asyncio.ensure_future(client.get_records("incident", limit=1))
+        await _cancel_while_a_slot_comes_back(gate, waiting)
+        assert gate.in_use == 0
+        gate.peak = 0
+        with sn.faults(latency_ms=LATENCY_S * 1000):
+            started = time.monotonic()
+            results = await asyncio.gather(*(client.get_records("incident", limit=1) for _ in range(3)))
+            elapsed = time.monotonic() - started
+        assert all(len(rows) == 1 for rows in results)
+        assert gate.peak == 1  # never two in flight
+        assert elapsed >= 3 * LATENCY_S
