@@ -256,6 +256,9 @@ class OAuthAuth(AuthStrategy):
         response = yield from core.send(
             "POST", "/oauth_token.do", data=body, authenticated=False, idempotent=True, what="OAuth token request"
         )
+        if response.status_code >= 500 or "html" in response.headers.get("content-type", ""):
+            # A hibernating instance's HTML page, a gateway's error page: not a refused grant.
+            decode(response, "POST", "/oauth_token.do")
         data = _json_or_none(response)
         if response.status_code != 200 or not isinstance(data, dict) or "access_token" not in data:
             reason = data.get("error_description") or data.get("error") if isinstance(data, dict) else None

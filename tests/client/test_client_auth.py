@@ -27,6 +27,7 @@ from servicenow_blocks import (
     AuthenticationError,
     ConfigurationError,
     ConnectionFailedError,
+    InstanceUnavailableError,
     ServiceNowCredentials,
     ServiceNowError,
     TLSVerificationError,
@@ -225,6 +226,35 @@ async def test_one_token_is_shared_by_concurrent_requests_and_by_clients(
         with sn.credentials(**private_oauth.model_dump()).get_client() as again:
             assert len(again.get_records("incident", limit=1)) == 1
     assert sn.delta(before, TOKEN_ROUTE) == 1
+
+
+@pytest.mark.parametrize("grant", ["oauth_password", "oauth_client_credentials"])
+async def test_a_hibernating_instance_answering_the_token_request_is_unavailable_not_refused(
+    sn: Instance, grant: str
+) -> None:
+    """/oauth_token.do answers the hibernation page (HTML): the same InstanceUnavailableError as the Table API."""
+    creds = sn.credentials(
+        auth_type=grant,
+        client_id=tag("oauth"),  # an OAuth client of this test only: a token request is certain
+        client_secret="any",
+        username="itil",
+        password="itil",
+    )
+    for face in ("sync", "async"):
+        before = sn.counts()
+        with sn.faults(hibernate=True), pytest.raises(InstanceUnavailableError) as caught:
+            if face == "sync":
+                with creds.get_client() as client:
+                    client.get_records("incident", limit=1)
+            else:
+                async with creds.get_async_client() as aclient:
+                    await aclient.get_records("incident", limit=1)
+        message = str(caught.value)
+        assert "HTML page" in message and "Wake the instance" in message, message
+        assert "grant was refused" not in message
+        assert caught.value.path == "/oauth_token.do"
+        assert sn.delta(before, TOKEN_ROUTE) == 1  # not retried
+        assert sn.delta(before, INCIDENT_ROUTE) == 0
 
 
 # --- TLS, reachability -----------------------------------------------------------------------------------
