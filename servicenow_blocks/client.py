@@ -67,7 +67,8 @@ from .transport import (
 log = logging.getLogger("servicenow_blocks")
 T = TypeVar("T")
 
-QueryLike = Query | Raw | str | None
+# A plain str is refused: its values were never checked, so a caller's input could inject ^OR / ^NQ terms.
+QueryLike = Query | Raw | None
 DisplayValue = bool | Literal["true", "false", "all"]
 JOURNAL_FIELDS = frozenset({"work_notes", "comments"})
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -293,17 +294,37 @@ def _bool(value: DisplayValue) -> str:
     return value
 
 
-def _encoded(query: QueryLike) -> str:
+def check_query(query: Any, parameter: str = "query") -> QueryLike:
+    """``query`` if it is a Query, a ``raw(...)`` or None; a TypeError naming ``parameter`` otherwise.
+
+    A plain str is refused: ``f"number={user_input}"`` would let the input add ``^NQ`` or ``^OR`` terms.
+    """
+    if query is None or isinstance(query, Query | Raw):
+        return query
+    if isinstance(query, str):
+        shown = query if len(query) <= 60 else query[:57] + "..."
+        raise TypeError(
+            f"{parameter} must be a Query or raw(...), not a plain str ({shown!r}): build it with "
+            f'servicenow_blocks.Query() (e.g. Query().eq("number", value)) so that values are checked, or wrap '
+            f'an encoded query you wrote yourself in servicenow_blocks.raw("...")'
+        )
+    raise TypeError(
+        f"{parameter} must be a Query, raw(...) or None, not {type(query).__name__}: build it with "
+        "servicenow_blocks.Query()"
+    )
+
+
+def _encoded(query: QueryLike, parameter: str = "query") -> str:
+    query = check_query(query, parameter)
     if query is None:
         return ""
-    if isinstance(query, Query):
-        return query.encoded
-    return str(query)
+    return query.encoded
 
 
 def stable_query(query: QueryLike) -> tuple[str, bool]:
     """The encoded query with ORDERBYsys_id as the last sort key; and whether keyset paging is possible."""
-    q = query if isinstance(query, Query) else Query.from_raw(_encoded(query)) if query else Query()
+    query = check_query(query)
+    q = query if isinstance(query, Query) else Query.from_raw(query) if query is not None else Query()
     orders = q.order_fields()
     if not any(name == "sys_id" for name, _ in orders):
         q = q.order_by("sys_id")
@@ -631,6 +652,7 @@ class _Core:
     ) -> Program[dict[str, Any]]:
         """POST a record. With ``correlation`` (a query that finds this record, e.g. on correlation_id),
         a write whose answer was lost is looked up before it is sent again, so it is never duplicated."""
+        check_query(correlation, "correlation")
         path = _path("api", "now", "table", table)
         params = self._read_params(fields, display_value, exclude_reference_link)
         try:
@@ -1024,6 +1046,7 @@ class ServiceNowClient(_Face):
 
     def iter_records(self, table: str, query: QueryLike = None, **kw: Any) -> Iterator[dict[str, Any]]:
         """Stream matching rows in constant memory (see ``_Core.iter_records`` for the options)."""
+        check_query(query)  # now, not at the first row
         return self._driver.iterate(self._core.iter_records(table, query, **kw))
 
 
@@ -1047,6 +1070,7 @@ class AsyncServiceNowClient(_Face):
 
     def aiter_records(self, table: str, query: QueryLike = None, **kw: Any) -> AsyncIterator[dict[str, Any]]:
         """Stream matching rows in constant memory (see ``_Core.iter_records`` for the options)."""
+        check_query(query)  # now, not at the first row
         return self._driver.iterate(self._core.iter_records(table, query, **kw))
 
 

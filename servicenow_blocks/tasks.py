@@ -13,7 +13,7 @@ from typing import Any
 from prefect import task
 from prefect.logging import get_run_logger
 
-from .client import AsyncServiceNowClient, AttachmentResult, QueryLike
+from .client import AsyncServiceNowClient, AttachmentResult, QueryLike, check_query
 from .credentials import ServiceNowCredentials
 
 
@@ -35,7 +35,8 @@ async def get_records(
     limit: int | None = None,
     display_value: bool | str = False,
 ) -> list[dict[str, Any]]:
-    """Rows of ``table`` matching ``query`` (an encoded query or a ``Query``), all pages."""
+    """Rows of ``table`` matching ``query`` (a ``Query``, or ``raw("...")`` for an encoded query), all pages."""
+    check_query(query, "query")
     logger = get_run_logger()
     async with _client(credentials) as client:
         rows = await client.get_records(
@@ -72,7 +73,8 @@ async def create_record(
     values: dict[str, Any],
     correlation: QueryLike = None,
 ) -> dict[str, Any]:
-    """Create a record. ``correlation`` (a query finding it) makes a lost answer safe to retry."""
+    """Create a record. ``correlation`` (a ``Query`` finding it) makes a lost answer safe to retry."""
+    check_query(correlation, "correlation")
     async with _client(credentials) as client:
         record = await client.create(table, values, correlation=correlation)
     get_run_logger().info("Created %s %s", table, _label(record))
@@ -99,7 +101,8 @@ async def delete_record(credentials: ServiceNowCredentials, table: str, sys_id: 
 
 @task(name="servicenow-count-records", retries=0)
 async def count_records(credentials: ServiceNowCredentials, table: str, query: QueryLike = None) -> int:
-    """How many rows match (Aggregate API: one request, no rows transferred)."""
+    """How many rows match ``query`` (a ``Query`` or ``raw(...)``; Aggregate API: one request, no rows)."""
+    check_query(query, "query")
     async with _client(credentials) as client:
         count = await client.count(table, query)
     get_run_logger().info("%d %s records match", count, table)

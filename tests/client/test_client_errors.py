@@ -3,6 +3,7 @@ carrying status, message, detail and transaction id; and the query builder refus
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 import time
 from typing import Any
@@ -18,6 +19,7 @@ from servicenow_blocks import (
     NotFoundError,
     Query,
     ServiceNowError,
+    raw,
 )
 from servicenow_blocks.client import _server_wait
 from servicenow_blocks.errors import BadRequestError
@@ -120,6 +122,63 @@ def test_injected_query_values_are_refused_before_any_request(sn: Instance, clie
     with pytest.raises(QueryValueError):
         client.get_records("incident", build())
     assert sn.delta(before, "GET /api/now/table/incident") == 0
+
+
+PLAIN = "number=INC0000001^NQactive=true"  # what f"number={user_input}" becomes with a hostile input
+
+
+@pytest.mark.parametrize(
+    ("call", "parameter"),
+    [
+        (lambda c: c.get_records("incident", PLAIN), "query"),
+        (lambda c: c.first("incident", PLAIN), "query"),
+        (lambda c: c.count("incident", PLAIN), "query"),
+        (lambda c: c.group_by("incident", ["urgency"], PLAIN), "query"),
+        (lambda c: c.iter_records("incident", PLAIN), "query"),  # refused at the call, not at the first row
+        (lambda c: c.create("incident", {"short_description": "x"}, correlation=PLAIN), "correlation"),
+    ],
+    ids=["get_records", "first", "count", "group_by", "iter_records", "create-correlation"],
+)
+def test_a_plain_str_query_is_refused_before_any_request(sn: Instance, client: Any, call: Any, parameter: str) -> None:
+    before = sn.counts()
+    with pytest.raises(TypeError) as caught:
+        call(client)
+    message = str(caught.value)
+    assert message.startswith(f"{parameter} must be a Query or raw(...), not a plain str")
+    assert "Query().eq(" in message and 'raw("...")' in message  # the two fixes
+    assert sn.counts()["requests"] == before["requests"] + 1  # only the stats read of this test: nothing sent
+
+
+async def test_the_async_face_refuses_a_plain_str_too(sn: Instance, aclient: Any) -> None:
+    with pytest.raises(TypeError, match="query must be a Query or raw"):
+        await aclient.get_records("incident", PLAIN)
+    with pytest.raises(TypeError, match="query must be a Query or raw"):
+        aclient.aiter_records("incident", PLAIN)
+    with pytest.raises(TypeError, match="correlation must be a Query or raw"):
+        await aclient.create("incident", {"short_description": "x"}, correlation=PLAIN)
+
+
+def test_the_tasks_refuse_a_plain_str(sn: Instance) -> None:
+    from servicenow_blocks import tasks
+
+    creds = sn.credentials()
+    with pytest.raises(TypeError, match="query must be a Query or raw"):
+        asyncio.run(tasks.get_records.fn(creds, "incident", PLAIN))
+    with pytest.raises(TypeError, match="query must be a Query or raw"):
+        asyncio.run(tasks.count_records.fn(creds, "incident", PLAIN))
+    with pytest.raises(TypeError, match="correlation must be a Query or raw"):
+        asyncio.run(tasks.create_record.fn(creds, "incident", {"short_description": "x"}, PLAIN))
+
+
+def test_raw_is_the_explicit_way_to_send_an_encoded_query(client: Any) -> None:
+    marker = tag("raw")
+    first = client.create("incident", {"short_description": "raw one", "correlation_id": marker})
+    second = client.create("incident", {"short_description": "raw two", "correlation_id": marker})
+    both = raw(f"correlation_id={marker}^short_description=raw one^NQcorrelation_id={marker}^short_description=raw two")
+    assert sorted(r["sys_id"] for r in client.get_records("incident", both)) == sorted(
+        [first["sys_id"], second["sys_id"]]
+    )
+    assert client.count("incident", both) == 2
 
 
 def test_awkward_but_legal_values_match_exactly(client: Any) -> None:
