@@ -332,6 +332,11 @@ def stable_query(query: QueryLike) -> tuple[str, bool]:
     return q.encoded, keyset_ok
 
 
+def _plain(value: Any) -> Any:
+    """A field's value as stored: ``{"display_value": ..., "value": ...}`` (display_value="all") -> value."""
+    return value.get("value") if isinstance(value, dict) else value
+
+
 def _path(*segments: str) -> str:
     return "/" + "/".join(quote(s, safe="") for s in segments)
 
@@ -580,7 +585,7 @@ class _Core:
 
         if paging == "keyset":
             conditions = encoded.removesuffix("ORDERBYsys_id").rstrip("^")
-            last = rows[-1]["sys_id"]
+            last = _plain(rows[-1]["sys_id"])
             while wanted is None or emitted < wanted:
                 size = page_size if wanted is None else min(page_size, wanted - emitted)
                 after = f"sys_id>{last}^ORDERBYsys_id"
@@ -589,7 +594,7 @@ class _Core:
                 emitted += len(page)
                 if not page or (wanted is None and len(page) < size):
                     break
-                last = page[-1]["sys_id"]
+                last = _plain(page[-1]["sys_id"])
             return emitted
 
         if total is None:

@@ -102,6 +102,27 @@ def test_keyset_paging_matches_offset_paging(sn: Instance, client: Any, tagged: 
         client.get_records("incident", tagged["query"].order_by("number"), paging="keyset")
 
 
+@pytest.mark.parametrize("display_value", ["all", True])
+async def test_keyset_paging_with_display_values_returns_every_row_once(
+    sn: Instance, client: Any, aclient: Any, tagged: dict, display_value: Any
+) -> None:
+    """With display_value="all" every field, sys_id included, is {"display_value", "value"}: the keyset
+    must page on the value."""
+
+    def sys_id(row: dict[str, Any]) -> str:
+        return row["sys_id"]["value"] if display_value == "all" else row["sys_id"]
+
+    before = sn.counts()
+    kw = {"fields": ["number"], "page_size": 8, "paging": "keyset", "display_value": display_value}
+    rows = client.get_records("incident", tagged["query"], **kw)
+    assert [sys_id(r) for r in rows] == tagged["ids"]  # every row, once, in order
+    assert sn.delta(before, INCIDENT_ROUTE) == math.ceil(N / 8)
+    if display_value == "all":
+        assert set(rows[0]["number"]) == {"display_value", "value"}
+    assert [r async for r in aclient.aiter_records("incident", tagged["query"], **kw)] == rows
+    assert client.get_records("incident", tagged["query"], limit=20, **kw) == rows[:20]
+
+
 def test_fields_display_value_and_reference_links(client: Any, tagged: dict) -> None:
     sys_id = tagged["ids"][0]
     raw = client.get("incident", sys_id, fields=["caller_id", "urgency", "sys_created_by"])
