@@ -9,13 +9,18 @@ paging happen in SQLite; no table is loaded into Python.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from .dictionary import SECRET_TYPES, Dictionary, FieldDef
 from .store import quote
-from .timeutil import RELATIVE_UNITS, JsValueError, evaluate_js, parse_glide, relative_moment
+from .timeutil import RELATIVE_UNITS, evaluate_js, parse_glide, relative_moment
+
+log = logging.getLogger("servicenow_emulator.query")
 
 # Longest first, so that ``NOT LIKE`` wins over ``LIKE`` and ``>=`` over ``>``.
 OPERATORS = sorted(
@@ -201,16 +206,13 @@ class SqlBuilder:
         return f"(SELECT {alias}.{quote(display)} FROM {quote(root)} {alias} WHERE {alias}.sys_id = {ref_expr})"
 
     # --- values --------------------------------------------------------------------------------
-    def _js(self, value: str) -> str:
-        try:
-            return evaluate_js(value, tz=self.ctx.tz, user_sys_id=self.ctx.user_sys_id, user_name=self.ctx.user_name)
-        except JsValueError as exc:
-            raise _Invalid(str(exc)) from exc
-
     def typed(self, f: FieldDef, value: str) -> Any:
-        """Coerce a query value to the field's storage type; raise _NoMatch when it can never match."""
+        """Coerce a query value to the field's storage type; raise _NoMatch when it can never match.
+
+        A value it cannot read at all raises (JsValueError, OverflowError...): ``condition`` makes that term
+        invalid."""
         if value.startswith("javascript:"):
-            value = self._js(value)
+            value = evaluate_js(value, tz=self.ctx.tz, user_sys_id=self.ctx.user_sys_id, user_name=self.ctx.user_name)
         kind = f.kind
         if kind == "num":
             label_value = f.choice_value_for_label(value) if f.choices else None
@@ -219,11 +221,18 @@ class SqlBuilder:
                 number = int(text)
             except ValueError:
                 try:
-                    return float(text)
+                    real = float(text)
                 except ValueError:
                     raise _NoMatch from None
+                if math.isnan(real):
+                    raise _NoMatch from None
+                # 1e400 is beyond every stored number: the largest finite REAL compares the same way (and,
+                # unlike inf, survives the JSON parameter of long IN lists).
+                return max(-sys.float_info.max, min(real, sys.float_info.max))
             # Beyond SQLite's 64-bit integers a REAL still compares numerically.
-            return number if -(2**63) <= number < 2**63 else float(number)
+            if -(2**63) <= number < 2**63:
+                return number
+            return math.copysign(sys.float_info.max, number) if abs(number) > sys.float_info.max else float(number)
         if kind == "bool":
             lowered = value.lower()
             if lowered in ("true", "1", "yes"):
@@ -251,6 +260,15 @@ class SqlBuilder:
             return self._condition(expr, f, cond)
         except _NoMatch:
             return "0", []
+        except _Invalid:
+            raise
+        except Exception as exc:
+            # Reference §1.4: an invalid part of a query is ignored (or, under
+            # glide.invalid_query.returns_no_rows, returns no rows), never an HTTP error. A value the term
+            # cannot be read with (a bad number, a date outside years 1-9999, a helper that cannot be
+            # evaluated) makes the term invalid, whichever operator and value parser hit it.
+            log.debug("invalid query term %s%s%s: %r", cond.field, cond.op, cond.value, exc)
+            raise _Invalid(cond.field) from exc
 
     def _text_expr(self, expr: str, f: FieldDef) -> str:
         """References match LIKE/STARTSWITH on their display value, as the UI offers."""
@@ -351,10 +369,7 @@ class SqlBuilder:
             parts = value.split("@")
             if len(parts) != 4 or parts[1] not in RELATIVE_UNITS:
                 raise _Invalid(cond.field)
-            try:
-                moment = relative_moment(parts[1], parts[2], int(parts[3]))
-            except ValueError as exc:
-                raise _Invalid(cond.field) from exc
+            moment = relative_moment(parts[1], parts[2], int(parts[3]))
             if op == "RELATIVEEE":
                 return f"substr({expr}, 1, 10) = substr(?, 1, 10)", [moment]
             sql_op = {"RELATIVEGT": ">", "RELATIVELT": "<", "RELATIVEGE": ">=", "RELATIVELE": "<="}[op]
@@ -437,10 +452,7 @@ class SqlBuilder:
         elif unit == "month" and wanted in months:
             number = months.index(wanted) + 1
         else:
-            try:
-                number = int(wanted)
-            except ValueError as exc:
-                raise _Invalid(cond.field) from exc
+            number = int(wanted)
         sql_op = {"EE": "=", "GT": ">", "LT": "<", "GE": ">=", "LE": "<=", "NE": "!="}.get(comparison)
         if sql_op is None:
             raise _Invalid(cond.field)
@@ -466,8 +478,8 @@ class SqlBuilder:
                 values.append(self.typed(f, cond.value))
             except _NoMatch:
                 continue
-            except _Invalid:
-                return None
+            except Exception:
+                return None  # the general path decides what an unreadable value means
         if not values:
             return "0", []
         if len(values) > _MANY:

@@ -14,20 +14,31 @@ def now_utc() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+def format_glide(moment: datetime) -> str:
+    """``YYYY-MM-DD HH:MM:SS``, always with a four-digit year (``strftime('%Y')`` leaves years before 1000
+    unpadded on Linux: ``1-01-01``)."""
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d} "
+        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+    )
+
+
 def glide_now() -> str:
-    return now_utc().strftime(GLIDE_FORMAT)
+    return format_glide(now_utc())
 
 
 def to_glide(value: datetime) -> str:
+    """An aware (or UTC) datetime as stored: UTC. OverflowError when UTC falls outside years 1-9999."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime(GLIDE_FORMAT)
+    return format_glide(value.astimezone(UTC))
 
 
 def parse_glide(value: str, *, date_only: bool = False, tz: str = "UTC") -> str | None:
     """Normalise an input date-time to the stored ``YYYY-MM-DD HH:MM:SS`` UTC form (None if invalid).
 
     Values without an offset are read in ``tz`` (UTC for raw input, the user's zone for display input).
+    A moment whose UTC form falls outside years 1-9999 (``0001-01-01T00:00:00+01:00``) is invalid too.
     """
     m = _DATETIME_RE.match(value.strip())
     if not m:
@@ -47,7 +58,10 @@ def parse_glide(value: str, *, date_only: bool = False, tz: str = "UTC") -> str 
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone(tz))
-    return to_glide(parsed)
+    try:
+        return to_glide(parsed)
+    except OverflowError:
+        return None
 
 
 def zone(name: str | None) -> ZoneInfo:
@@ -61,8 +75,11 @@ def to_display(stored: str, tz: str) -> str:
     """Stored UTC -> the user's zone, for display values."""
     if not stored or len(stored) != 19 or tz in ("UTC", "GMT", ""):
         return stored
-    parsed = datetime.strptime(stored, GLIDE_FORMAT).replace(tzinfo=UTC)
-    return parsed.astimezone(zone(tz)).strftime(GLIDE_FORMAT)
+    try:
+        parsed = datetime.strptime(stored, GLIDE_FORMAT).replace(tzinfo=UTC)
+        return format_glide(parsed.astimezone(zone(tz)))
+    except (OverflowError, ValueError):
+        return stored  # not a stored date-time, or one the zone's offset pushes outside years 1-9999
 
 
 _JS_CALL = re.compile(r"^\s*javascript\s*:\s*gs\.(\w+)\(\s*(.*?)\s*\)\s*;?\s*$", re.S)
@@ -102,8 +119,19 @@ def _months_ago(moment: datetime, months: int) -> datetime:
 def evaluate_js(value: str, *, tz: str = "UTC", user_sys_id: str = "", user_name: str = "") -> str:
     """Evaluate the GlideSystem helpers that REST clients put in encoded queries.
 
-    Date helpers compute in the session time zone and return UTC, as the platform documents.
+    Date helpers compute in the session time zone and return UTC, as the platform documents. Anything the
+    emulator cannot evaluate, including a moment outside years 1-9999 (``gs.daysAgo(999999999)``), raises
+    JsValueError.
     """
+    try:
+        return _evaluate_js(value, tz=tz, user_sys_id=user_sys_id, user_name=user_name)
+    except JsValueError:
+        raise
+    except (ArithmeticError, ValueError) as exc:
+        raise JsValueError(f"{value!r} is out of range: {exc}") from None
+
+
+def _evaluate_js(value: str, *, tz: str, user_sys_id: str, user_name: str) -> str:
     m = _JS_CALL.match(value)
     if not m:
         raise JsValueError(f"unsupported javascript value {value!r}")
@@ -205,7 +233,7 @@ RELATIVE_UNITS = {
 
 
 def relative_moment(unit: str, direction: str, amount: int) -> str:
-    """``@hour@ago@1`` -> the UTC moment one hour ago."""
+    """``@hour@ago@1`` -> the UTC moment one hour ago (OverflowError outside years 1-9999)."""
     step = RELATIVE_UNITS[unit]
     sign = -1 if direction in ("ago", "before") else 1
     return to_glide(now_utc() + sign * amount * step)

@@ -35,7 +35,7 @@ from ..query import SqlBuilder, _Invalid, class_filter, parse
 from ..render import display_string, raw_string
 from ..store import quote
 from .common import bool_param, display_param, emulator_of, json_response, resource, session_of
-from .table import encoded_query_from_request, query_context
+from .table import encoded_query_from_request, query_context, sql_limits
 
 AGGREGATES = ("avg", "min", "max", "sum")
 _HAVING_OPERATORS = {"=": "=", "!=": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
@@ -171,7 +171,8 @@ async def stats(request: Request) -> Response:
             sql += " HAVING " + " AND ".join(having_sql)
             params += having_params
         sql += " ORDER BY " + ", ".join(order_sql)
-    rows = emulator.store.execute(sql, params).fetchall()
+    with sql_limits():
+        rows = emulator.store.execute(sql, params).fetchall()
 
     def stats_of(row: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}

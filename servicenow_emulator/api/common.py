@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -107,17 +108,28 @@ def bool_param(request: Request, name: str, default: bool = False) -> bool:
     raise bad_request(f"Invalid {name} value", f"{name} must be true or false, not {value!r}")
 
 
-def int_param(request: Request, name: str, default: int, *, minimum: int = 0) -> int:
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+# The largest LIMIT/OFFSET SQLite takes (a signed 64-bit integer).
+MAX_INT_PARAM = 2**63 - 1
+
+
+def int_param(request: Request, name: str, default: int, *, minimum: int = 0, maximum: int = MAX_INT_PARAM) -> int:
+    """An integer parameter (``sysparm_limit``, ``sysparm_offset``): 400 when it is not an integer or is below
+    ``minimum``; a value above ``maximum``, however long, is ``maximum`` (a huge limit is no limit, a huge
+    offset is past the last row)."""
     value = param(request, name)
     if value is None:
         return default
+    text = value.strip()
+    if not _INTEGER.fullmatch(text):
+        raise bad_request(f"Invalid {name} value", f"{name} must be an integer, not {value!r}")
     try:
-        number = int(value)
-    except ValueError:
-        raise bad_request(f"Invalid {name} value", f"{name} must be an integer, not {value!r}") from None
+        number = int(text)
+    except ValueError:  # more digits than int() reads: beyond either bound, the sign decides which
+        number = minimum - 1 if text.startswith("-") else maximum + 1
     if number < minimum:
         raise bad_request(f"Invalid {name} value", f"{name} must not be less than {minimum}")
-    return number
+    return min(number, maximum)
 
 
 def display_param(request: Request) -> str:

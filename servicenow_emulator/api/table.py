@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlencode
 
@@ -34,7 +36,13 @@ from .common import (
 )
 
 DEFAULT_LIMIT = 10000
-_SQL_LIMITS = ("too many SQL variables", "Expression tree is too large", "parser stack overflow", "too many")
+_SQL_LIMITS = (
+    "too many SQL variables",
+    "Expression tree is too large",
+    "parser stack overflow",
+    "too many",
+    "pattern too complex",  # a LIKE value longer than SQLite's 50,000-byte pattern limit
+)
 _RESERVED_PARAMS = ("sysparm_", "x-sn-apikey", "api_version")
 
 
@@ -117,17 +125,24 @@ def fetch_rows(
         params += extra_where[1]
     total = None
     plan = renderer(request, link_style=link_style).plan(table, fields, ctx)
-    try:
+    with sql_limits():
         if count:
             emulator.stats.count_queries += 1
             total = count_rows(emulator.store, emulator.dictionary.root(table), where, params)
         rows = select_rows(emulator.store, table, plan, where, params, compiled.order, limit, offset)
+    return [plan.render(row) for row in rows], total
+
+
+@contextmanager
+def sql_limits() -> Iterator[None]:
+    """SQLite's own limits (variables, expression depth, LIKE pattern length) hit by a query: 400 *Invalid
+    query*, a query no instance would run either."""
+    try:
+        yield
     except sqlite3.OperationalError as exc:
-        # SQLite's own limits (variables, expression depth): a query no instance would run either.
         if not any(limit_hit in str(exc) for limit_hit in _SQL_LIMITS):
             raise
         raise bad_request("Invalid query", "The encoded query is too large or too deeply nested") from None
-    return [plan.render(row) for row in rows], total
 
 
 def count_rows(store: Store, root: str, where: str, params: list[Any]) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sn_support import assert_error, create, get, rows, tag
+from sn_support import assert_error, create, get, make_user, rows, tag
 
 GHOST = "0123456789abcdef0123456789abcdef"
 
@@ -206,6 +206,9 @@ def test_unsupported_methods(admin):
         ({"sysparm_limit": "abc"}, "Invalid sysparm_limit value"),
         ({"sysparm_limit": "-1"}, "Invalid sysparm_limit value"),
         ({"sysparm_limit": "1.5"}, "Invalid sysparm_limit value"),
+        ({"sysparm_limit": "1_000"}, "Invalid sysparm_limit value"),
+        ({"sysparm_limit": "-99999999999999999999999"}, "Invalid sysparm_limit value"),
+        ({"sysparm_offset": "-" + "9" * 5000}, "Invalid sysparm_offset value"),
         ({"sysparm_offset": "-1"}, "Invalid sysparm_offset value"),
         ({"sysparm_offset": "x"}, "Invalid sysparm_offset value"),
         ({"sysparm_display_value": "maybe"}, "Invalid sysparm_display_value value"),
@@ -234,9 +237,43 @@ def test_invalid_sysparm_on_a_write_changes_nothing(admin, target):
     unchanged(admin, target)
 
 
+# Values no term can be read with: numbers too large for their unit, dates outside years 1-9999,
+# GlideSystem helpers whose answer is out of range. Each is an invalid term (reference §1.4), never an error.
+OUT_OF_RANGE_QUERIES = [
+    "sys_updated_onMORETHANsys_created_on@hour@after@abc",
+    "sys_updated_onMORETHANsys_created_on@hour@after@" + "9" * 400,
+    "sys_updated_onLESSTHANsys_created_on@day@before@1.5",
+    "sys_created_onRELATIVEGT@day@ago@99999999999",
+    "sys_created_onRELATIVELT@year@ahead@99999999999",
+    "sys_created_onRELATIVEEE@second@ago@" + "9" * 5000,
+    "sys_created_on>javascript:gs.daysAgo(999999999)",
+    "sys_created_on>javascript:gs.daysAgoStart(99999999999)",
+    "sys_created_on<javascript:gs.monthsAgoStart(99999999)",
+    "sys_created_on<javascript:gs.monthsAgoEnd(-99999999)",
+    "sys_created_on<javascript:gs.yearsAgo(5000)",
+    "sys_created_on<javascript:gs.yearsAgo(-9000)",
+    "sys_created_on<javascript:gs.hoursAgoStart(999999999999)",
+    "sys_created_onBETWEENjavascript:gs.yearsAgo(5000)@javascript:gs.daysAgo(999999999)",
+    "sys_created_onONx@javascript:gs.yearsAgo(5000)@javascript:gs.endOfToday()",
+    "sys_created_onDATEPARTgs.datePart('year', '" + "9" * 5000 + "', 'EE')",
+]
+# Date literals whose UTC form falls outside years 1-9999: not dates, so compared as the text they are.
+OUT_OF_RANGE_DATES = [
+    "sys_created_on>0001-01-01T00:00:00+01:00",
+    "sys_created_on<9999-12-31T23:00:00-05:00",
+    "sys_created_on=0001-01-01 00:00:00^ORsys_created_on=0001-01-01T00:30:00+01:00",
+    "sys_created_onBETWEEN0001-01-01T00:00:00+14:00@9999-12-31T23:59:59-14:00",
+]
+
+
 @pytest.mark.parametrize(
     "query",
     [
+        *OUT_OF_RANGE_QUERIES,
+        *OUT_OF_RANGE_DATES,
+        "reassignment_count>" + "9" * 400,
+        "reassignment_countIN" + ",".join(["1e400", "-1e400", "nan", "inf"] * 60),
+        "reassignment_count=1e400^ORreassignment_count=" + "9" * 400,
         "^^^",
         "ORDERBY",
         "ORDERBYDESC",
@@ -282,6 +319,99 @@ def test_odd_queries_never_fail(admin, query):
     assert r.status_code == 200, r.text
     assert isinstance(r.json()["result"], list)
     assert int(r.headers["X-Total-Count"]) >= len(r.json()["result"])
+
+
+@pytest.mark.parametrize("query", OUT_OF_RANGE_QUERIES + OUT_OF_RANGE_DATES)
+def test_odd_queries_never_fail_on_the_aggregate_and_attachment_apis(admin, query):
+    r = admin.get("/api/now/stats/incident", params={"sysparm_query": query, "sysparm_count": "true"})
+    assert r.status_code == 200, r.text
+    assert int(r.json()["result"]["stats"]["count"]) >= 0
+    r = admin.get("/api/now/attachment", params={"sysparm_query": query, "sysparm_limit": 5})
+    assert r.status_code == 200, r.text
+    assert isinstance(r.json()["result"], list)
+
+
+def test_an_out_of_range_term_is_invalid_like_an_unknown_field(emulator, admin):
+    marker = tag("range")
+    create(admin, "incident", {"short_description": "range", "correlation_id": marker})
+    for query in OUT_OF_RANGE_QUERIES:
+        # ignored: the valid part of the query decides
+        assert len(rows(admin, "incident", f"correlation_id={marker}^{query}", "number")) == 1, query
+    emulator.set_properties(**{"glide.invalid_query.returns_no_rows": "true"})
+    try:
+        for query in OUT_OF_RANGE_QUERIES[:6]:
+            assert rows(admin, "incident", f"correlation_id={marker}^{query}", "number") == [], query
+        assert len(rows(admin, "incident", f"correlation_id={marker}", "number")) == 1
+    finally:
+        emulator.set_properties(**{"glide.invalid_query.returns_no_rows": "false"})
+
+
+def test_a_like_value_beyond_sqlite_pattern_limit_is_an_invalid_query(admin):
+    query = "short_descriptionLIKE" + "x" * 50001
+    # SQLite refuses such a pattern when it meets a row, so the table must have rows (incident always has)
+    for path, params in (("/api/now/table/incident", {}), ("/api/now/stats/incident", {"sysparm_count": "true"})):
+        r = admin.get(path, params={**params, "sysparm_query": query})
+        assert_error(r, 400, "Invalid query")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/now/table/incident", "/api/now/attachment", "/api/now/cmdb/instance/cmdb_ci_server"],
+)
+def test_limit_and_offset_beyond_64_bits(admin, path):
+    """A limit larger than any table is no limit; an offset past the last row is an empty page."""
+    base = {"sysparm_fields": "sys_id"} if "table" in path else {}
+    everything = admin.get(path, params={**base, "sysparm_limit": 100000})
+    assert everything.status_code == 200, everything.text
+    for huge in ("9223372036854775807", "9223372036854775808", "99999999999999999999999", "9" * 5000):
+        r = admin.get(path, params={**base, "sysparm_limit": huge})
+        assert r.status_code == 200, (huge, r.text)
+        assert len(r.json()["result"]) == len(everything.json()["result"])
+        if "X-Total-Count" in everything.headers:
+            assert r.headers["X-Total-Count"] == everything.headers["X-Total-Count"]
+        for limit in ("5", huge):
+            r = admin.get(path, params={**base, "sysparm_limit": limit, "sysparm_offset": huge})
+            assert r.status_code in (200, 404), (huge, r.text)  # v1-style APIs answer 404 on an empty page
+            if r.status_code == 200:
+                assert r.json()["result"] == []
+
+
+def test_dates_outside_years_1_to_9999_are_ignored_in_bodies(admin):
+    marker = tag("years")
+    rec = create(
+        admin,
+        "incident",
+        {"short_description": "years", "correlation_id": marker, "work_start": "0001-01-01T00:00:00+01:00"},
+    )
+    assert rec["work_start"] == ""  # 31 Dec of year 0 in UTC: not a date, ignored like any invalid value
+    r = admin.patch(
+        f"/api/now/table/incident/{rec['sys_id']}",
+        json={"work_start": "9999-12-31T23:00:00-05:00", "work_end": "0001-01-01T00:59:59+01:00"},
+    )
+    assert r.status_code == 200, r.text
+    assert get(admin, "incident", rec["sys_id"])["work_start"] == ""
+    assert get(admin, "incident", rec["sys_id"])["work_end"] == ""
+
+
+@pytest.mark.parametrize("display_input", ["false", "true"])
+def test_the_first_and_last_years_keep_four_digits(emulator, admin, display_input):
+    marker = tag("y1")
+    rec = create(
+        admin,
+        "incident",
+        {"correlation_id": marker, "opened_at": "0001-01-01 00:00:00", "work_end": "9999-12-31 23:59:59"},
+        sysparm_input_display_value=display_input,
+    )
+    assert (rec["opened_at"], rec["work_end"]) == ("0001-01-01 00:00:00", "9999-12-31 23:59:59")
+    assert rows(admin, "incident", f"correlation_id={marker}^opened_at=0001-01-01 00:00:00", "number")
+    assert rows(admin, "incident", f"correlation_id={marker}^opened_atBETWEEN0001-01-01@0001-01-02", "number")
+    # shown in a zone west of UTC, year 1 would fall before year 1: the stored value is shown as it is
+    name = tag("west")
+    make_user(admin, name, "pw", ["itil"], time_zone="America/New_York")
+    with emulator.client((name, "pw")) as west:
+        shown = get(west, "incident", rec["sys_id"], sysparm_display_value="all", sysparm_fields="opened_at,work_end")
+    assert shown["opened_at"]["value"] == "0001-01-01 00:00:00"
+    assert shown["work_end"]["display_value"] == "9999-12-31 18:59:59"
 
 
 def test_sql_injection_in_fields_and_order(admin):
