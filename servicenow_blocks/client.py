@@ -10,7 +10,8 @@ operation is a program (see ``transport``) that the client's driver runs. What t
   jitter on 502/503/504 and transport errors, within an attempt and a time budget, and log each retry and
   the giving up. A non-idempotent write (POST, or a PATCH that appends journal entries) is re-sent only when
   it provably did not reach the instance (connect or write failure, 429, 503), or after looking the record
-  up through a correlation query (an attachment: through its SHA-256); otherwise AmbiguousWriteError.
+  up through a correlation query (an attachment: through its SHA-256), and looking again after a wait while
+  it is not found (the instance may still be applying it); otherwise AmbiguousWriteError.
 - **Errors** are typed (``servicenow_blocks.errors``) and say what to do.
 - **Limits**: a request rate and a concurrency cap per instance, shared by every client in the process
   (sync and async alike); when live clients disagree, the strictest setting applies.
@@ -87,6 +88,9 @@ class RetryPolicy:
     max_wait_s: float = 120.0
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
+    # After a write whose answer was lost: look for its outcome at once, then again after each of these waits
+    # (the instance may still be running the insert), and only then send it again.
+    lookup_waits_s: tuple[float, ...] = (2.0,)
 
     def backoff(self, retry_number: int) -> float:
         """Exponential backoff with full jitter."""
@@ -655,8 +659,18 @@ class _Core:
         display_value: DisplayValue = False,
         exclude_reference_link: bool = True,
     ) -> Program[dict[str, Any]]:
-        """POST a record. With ``correlation`` (a query that finds this record, e.g. on correlation_id),
-        a write whose answer was lost is looked up before it is sent again, so it is never duplicated."""
+        """POST a record.
+
+        With ``correlation`` (a Query that finds this record, e.g. on correlation_id), a write whose answer
+        was lost (the connection broke after sending, a read timeout, a gateway's 502/504) is looked up before
+        it is sent again: at once and, while nothing is found, again after each of the retry policy's
+        ``lookup_waits_s`` (the instance may still be running the insert); it is re-sent only when every
+        look found nothing. Without ``correlation`` such a write raises AmbiguousWriteError.
+
+        Residual risk: looking cannot prove a negative. An insert that the instance is still running after
+        the last look (slower than the timeout plus the waits) is created twice. Where a duplicate is
+        unacceptable, also make the correlation field unique on the instance.
+        """
         check_query(correlation, "correlation")
         path = _path("api", "now", "table", table)
         params = self._read_params(fields, display_value, exclude_reference_link)
@@ -667,19 +681,47 @@ class _Core:
             if correlation is None:
                 raise
             self.log.warning("%s; looking it up by correlation (%s) before sending again", error, _encoded(correlation))
-        found = yield from self.first(
-            table,
-            correlation,
-            fields=fields,
-            display_value=display_value,
-            exclude_reference_link=exclude_reference_link,
-        )
+
+        def look() -> Program[dict[str, Any] | None]:
+            return (
+                yield from self.first(
+                    table,
+                    correlation,
+                    fields=fields,
+                    display_value=display_value,
+                    exclude_reference_link=exclude_reference_link,
+                )
+            )
+
+        found = yield from self._look_before_resending(f"POST {path}", "record matching the correlation", look)
         if found is not None:
-            self.log.warning("POST %s: the answer was lost, but the record exists (found by correlation)", path)
             return found
-        self.log.warning("POST %s: the answer was lost and no record matches the correlation; sending again", path)
         data = yield from self.call("POST", path, params=params, json=dict(values), idempotent=False)
         return data["result"]
+
+    def _look_before_resending(self, label: str, what: str, look: Callable[[], Program[T | None]]) -> Program[T | None]:
+        """After a write whose answer was lost: look for its outcome; while absent, wait and look again.
+        None when every look found nothing (the caller then sends the write again)."""
+        waits = self.settings.retry.lookup_waits_s
+        looks = len(waits) + 1
+        for number in range(1, looks + 1):
+            found = yield from look()
+            if found is not None:
+                self.log.warning(
+                    "%s: the answer was lost, but look %d of %d found the %s: not sending again",
+                    *(label, number, looks, what),
+                )
+                return found
+            if number < looks:
+                wait = waits[number - 1]
+                self.log.warning(
+                    "%s: look %d of %d found no %s; the instance may still be applying the write: "
+                    "looking again in %.1f s",
+                    *(label, number, looks, what, wait),
+                )
+                yield Sleep(wait)
+        self.log.warning("%s: the answer was lost and %d looks found no %s; sending again", label, looks, what)
+        return None
 
     def update(
         self,
@@ -770,7 +812,10 @@ class _Core:
         content_type: str = "application/octet-stream",
         skip_if_identical: bool = True,
     ) -> Program[AttachmentResult]:
-        """Upload a file; skip it when the record already has the same name with the same SHA-256."""
+        """Upload a file; skip it when the record already has the same name with the same SHA-256.
+
+        An upload whose answer was lost is looked for by its SHA-256 (as ``create`` looks by correlation,
+        with the same waits and the same residual risk) before it is sent again."""
         digest = hashlib.sha256(content).hexdigest()
 
         def same_file() -> Program[dict[str, Any] | None]:
@@ -792,7 +837,9 @@ class _Core:
         except AmbiguousWriteError as error:
             # The content hash is a correlation key: look before uploading again.
             self.log.warning("%s; looking for the file on the record before sending it again", error)
-            found = yield from same_file()
+            found = yield from self._look_before_resending(
+                "POST /api/now/attachment/file", "file with the same name and SHA-256", same_file
+            )
             if found is not None:
                 return AttachmentResult(found, uploaded=True)
             data = yield from self.call("POST", "/api/now/attachment/file", **upload)

@@ -7,11 +7,18 @@ unique ``correlation_id`` so that they never see each other's rows on the shared
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from servicenow_blocks import ServiceNowCredentials
 
@@ -112,3 +119,59 @@ class Instance:
     def delete(self, table: str, sys_id: str) -> None:
         with self.live.client() as admin:
             admin.delete(f"/api/now/table/{table}/{sys_id}")
+
+
+@dataclass
+class ForwardProxy:
+    """A minimal forward proxy (absolute-form requests over plain HTTP) in front of the emulator.
+
+    ``delays`` holds ("METHOD", path regex) -> seconds: a matching request is forwarded that much later, and
+    forwarded even when the client has given up meanwhile, as a gateway in front of a slow instance does.
+    """
+
+    url: str
+    seen: list[str]
+    delays: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def delay_for(self, method: str, url: str) -> float:
+        path = httpx.URL(url).path
+        return next((s for (m, p), s in self.delays.items() if m == method and re.search(p, path)), 0.0)
+
+
+@contextlib.contextmanager
+def forward_proxy(delays: dict[tuple[str, str], float] | None = None) -> Iterator[ForwardProxy]:
+    seen: list[str] = []
+    state: dict[str, ForwardProxy] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def _forward(self) -> None:
+            seen.append(f"{self.command} {self.path}")
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "proxy-connection")}
+            time.sleep(state["proxy"].delay_for(self.command, self.path))
+            answer = httpx.request(self.command, self.path, headers=headers, content=body)
+            try:
+                self.send_response(answer.status_code)
+                for name, value in answer.headers.items():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+            except OSError:
+                pass  # the client gave up waiting
+
+        do_GET = do_POST = do_PATCH = do_DELETE = _forward
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state["proxy"] = ForwardProxy(f"http://127.0.0.1:{server.server_address[1]}", seen, dict(delays or {}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield state["proxy"]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -19,6 +19,7 @@ from client_support import (
     OAUTH_CLIENT_ID,
     OAUTH_CLIENT_SECRET,
     Instance,
+    forward_proxy,
     tag,
 )
 from pydantic import ValidationError
@@ -399,38 +400,7 @@ def test_secrets_never_show(sn: Instance, caplog: pytest.LogCaptureFixture) -> N
 
 
 def test_requests_go_through_the_configured_proxy(sn: Instance) -> None:
-    """A minimal forward proxy (absolute-form requests over plain HTTP) in front of the emulator."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    seen: list[str] = []
-
-    class Proxy(BaseHTTPRequestHandler):
-        def _forward(self) -> None:
-            seen.append(f"{self.command} {self.path}")
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "proxy-connection")}
-            answer = httpx.request(self.command, self.path, headers=headers, content=body)
-            self.send_response(answer.status_code)
-            for name, value in answer.headers.items():
-                if name.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(answer.content)))
-            self.end_headers()
-            self.wfile.write(answer.content)
-
-        do_GET = do_POST = do_PATCH = do_DELETE = _forward
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        creds = sn.credentials(proxy=f"http://127.0.0.1:{server.server_address[1]}")
-        with creds.get_client() as client:
+    with forward_proxy() as proxy:
+        with sn.credentials(proxy=proxy.url).get_client() as client:
             assert len(client.get_records("incident", limit=1)) == 1
-        assert seen and seen[0].startswith(f"GET {sn.url}/api/now/table/incident?")
-    finally:
-        server.shutdown()
-        server.server_close()
+        assert proxy.seen and proxy.seen[0].startswith(f"GET {sn.url}/api/now/table/incident?")

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from client_support import Instance, tag
+from client_support import Instance, forward_proxy, tag
 
 from servicenow_blocks import (
     AmbiguousWriteError,
@@ -225,6 +225,69 @@ def test_post_behind_a_failing_gateway_is_ambiguous_unless_correlated(sn: Instan
         )
     assert record["correlation_id"] == marker
     assert _count(sn, marker) == 1
+
+
+SLOW_GATEWAY_S = 1.0  # the gateway passes the POST on this late; the client gives up after TIMEOUT_S
+TIMEOUT_S = 0.4
+
+
+def test_post_still_being_applied_at_the_first_look_is_found_by_the_next_one(
+    sn: Instance, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The answer times out (ReadTimeout: the request got through) while the instance has not yet run the
+    insert: the first look finds nothing, so the client waits and looks again before it would re-send."""
+    marker = tag("slow")
+    before = sn.counts()
+    with forward_proxy({("POST", INCIDENTS + "$"): SLOW_GATEWAY_S}) as proxy:
+        creds = sn.credentials(proxy=proxy.url, timeout=TIMEOUT_S)
+        with caplog.at_level(logging.WARNING, "servicenow_blocks"), creds.get_client() as client:
+            started = time.monotonic()
+            record = client.create(
+                "incident",
+                {"short_description": "slow insert", "correlation_id": marker},
+                correlation=Query().eq("correlation_id", marker),
+            )
+            elapsed = time.monotonic() - started
+    assert record["correlation_id"] == marker
+    assert sn.delta(before, CREATE) == 1  # found by the second look: never sent twice
+    assert _count(sn, marker) == 1
+    assert elapsed >= 2.0  # the wait between the looks (RetryPolicy.lookup_waits_s)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("look 1 of 2 found no record matching the correlation" in m for m in messages), messages
+    assert any("look 2 of 2 found the record matching the correlation: not sending again" in m for m in messages)
+
+
+async def test_attachment_still_being_stored_at_the_first_look_is_found_by_the_next_one(
+    sn: Instance, aclient: Any
+) -> None:
+    record = await aclient.create("incident", {"short_description": "slow attach", "correlation_id": tag("slow")})
+    before = sn.counts()
+    with forward_proxy({("POST", "/api/now/attachment/file$"): SLOW_GATEWAY_S}) as proxy:
+        async with sn.credentials(proxy=proxy.url, timeout=TIMEOUT_S).get_async_client() as slow:
+            result = await slow.attach("incident", record["sys_id"], "slow.txt", b"stored late")
+    assert result.uploaded and result.metadata["file_name"] == "slow.txt"
+    assert sn.delta(before, "POST /api/now/attachment/file") == 1
+    assert len(await aclient.list_attachments("incident", record["sys_id"])) == 1
+
+
+def test_post_that_never_lands_is_sent_again_after_every_look(sn: Instance, caplog: pytest.LogCaptureFixture) -> None:
+    marker = tag("never")
+    before = sn.counts()
+    with (
+        sn.faults(script=[script(kind="drop", method="POST")]),
+        caplog.at_level(logging.WARNING, "servicenow_blocks"),
+        sn.credentials().get_client() as client,
+    ):
+        client.create(
+            "incident",
+            {"short_description": "dropped", "correlation_id": marker},
+            correlation=Query().eq("correlation_id", marker),
+        )
+    assert sn.delta(before, LIST) == 2  # two looks before the re-send
+    assert sn.delta(before, CREATE) == 2 and _count(sn, marker) == 1
+    assert any(
+        "2 looks found no record matching the correlation; sending again" in r.getMessage() for r in caplog.records
+    )
 
 
 def _journal(sn: Instance, sys_id: str) -> list[str]:
