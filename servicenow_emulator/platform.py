@@ -89,6 +89,11 @@ def _present(value: Any) -> bool:
     return value is not None and value != ""
 
 
+def _differs(current: dict[str, Any], previous: dict[str, Any]) -> set[str]:
+    """The fields whose value differs between two versions of a record."""
+    return {k for k in current if _norm(current.get(k)) != _norm(previous.get(k))}
+
+
 def _norm(value: Any) -> str:
     if value is None:
         return ""
@@ -340,14 +345,13 @@ class Platform:
         change = Change(self, concrete, "update", current, previous, session, journal)
         with self.store.transaction():
             self._run("before", change)
-            change.changed_fields = {
-                k for k in change.current if _norm(change.current.get(k)) != _norm(previous.get(k))
-            }
-            if change.changed_fields or change.journal:
+            if _differs(change.current, previous) or change.journal:
                 change.current["sys_updated_on"] = glide_now()
                 change.current["sys_updated_by"] = session.user_name
                 change.current["sys_mod_count"] = int(previous.get("sys_mod_count") or 0) + 1
                 self.store.update(concrete, sys_id, change.current)
+            # As after rules see it (GlideElement.changes()): the system fields just set count as changed.
+            change.changed_fields = _differs(change.current, previous)
             self._run("after", change)
         self._after_commit(change)
         return change.current

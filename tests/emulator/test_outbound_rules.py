@@ -5,15 +5,25 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
-from sn_support import create, get, patch, rows, tag
+from sn_support import create, get, patch, rows, sys_id_of, tag
 
 from servicenow_blocks import signing
+from servicenow_emulator.dictionary import DICTIONARY
+
+ROOT = Path(__file__).resolve().parents[2]
+HARNESS = ROOT / "tests" / "js" / "run_business_rule.js"
+NODE = shutil.which("node")
+# The Business Rule script's RULE_NAME (deployments/servicenow/prefect_webhook_business_rule.js).
+SCRIPT_RULE_NAME = "Prefect webhook: change approved"
 
 SECRET = "s3cr3t-shared-with-the-receiver"
 
@@ -140,6 +150,86 @@ def test_approving_a_change_sends_one_signed_post(emulator, admin, receiver, rul
     assert payload["changed"]["approval"] == "approved"
     assert all(isinstance(v, str) for v in payload["changed"].values())
     assert "short_description" not in payload["changed"]  # only what this write changed
+    # as GlideElement.changes() sees them in an after rule: the system fields the update set changed too
+    assert payload["changed"]["sys_mod_count"] == "1"
+    if record["sys_updated_on"] != change["sys_updated_on"]:  # not when created and approved in one second
+        assert payload["changed"]["sys_updated_on"] == record["sys_updated_on"]
+    else:
+        assert "sys_updated_on" not in payload["changed"]
+    assert "sys_updated_by" not in payload["changed"]  # the same user created and updated it
+    assert "sys_created_on" not in payload["changed"] and "sys_id" not in payload["changed"]
+
+
+def _harness_record(table: str, before: dict, after: dict, operation: str) -> dict:
+    """The emulator's record as the JS harness's GlideRecord shim takes it: every field of the table, in the
+    dictionary's order, with its previous value, its current value and its internal type."""
+    fields = {}
+    for name, f in DICTIONARY.fields(table).items():
+        entry = {"value": after.get(name, ""), "type": f.type}
+        if operation == "update":
+            entry["previous"] = before.get(name, "")
+        fields[name] = entry
+    return {"table": table, "operation": operation, "fields": fields}
+
+
+def _run_script(tmp_path: Path, record: dict, url: str) -> dict:
+    spec = {
+        "properties": {"x_prefect.webhook.url": url, "x_prefect.webhook.secret": SECRET},
+        "record": record,
+        "condition": "current.approval.changesTo('approved')",
+    }
+    path = tmp_path / f"input-{record['operation']}.json"
+    path.write_text(json.dumps(spec))
+    proc = subprocess.run([NODE, str(HARNESS), str(path)], capture_output=True, timeout=60, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = json.loads(proc.stdout)
+    assert out["ran"] and out["error"] is None, out
+    return out
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not on PATH: the Business Rule harness needs Node.js")
+@pytest.mark.parametrize("operation", ["update", "insert"])
+def test_the_payload_is_byte_for_byte_what_the_real_business_rule_sends(
+    tmp_path, emulator, admin, receiver, rule, operation
+):
+    """The same write, seen by the emulator's rule and by the real script under Node: the same body."""
+    patch(
+        admin,
+        "sys_script",
+        rule["sys_id"],
+        {"name": SCRIPT_RULE_NAME, "action_insert": "true", "filter_condition": ""},
+    )
+    raw = {"sysparm_display_value": "false", "sysparm_exclude_reference_link": "true"}
+    if operation == "update":
+        change = _standard_change(admin, description='line1\nline2 "q" \\ caf\u00e9 \U0001f680')
+        before = get(admin, "change_request", change["sys_id"], **raw)
+        itil = sys_id_of(admin, "sys_user", "user_name=itil")
+        time.sleep(1.05 - time.time() % 1)  # the next second, so that sys_updated_on changes too
+        r = patch(admin, "change_request", change["sys_id"], {"approval": "approved", "assigned_to": itil})
+        assert r.status_code == 200
+        after = get(admin, "change_request", change["sys_id"], **raw)
+    else:
+        before = {}
+        after = get(
+            admin,
+            "change_request",
+            _standard_change(admin, approval="approved", short_description="born approved")["sys_id"],
+            **raw,
+        )
+    [delivered] = receiver.wait(1)
+    _settle(emulator)
+    emulator_body = delivered["body"]
+    out = _run_script(tmp_path, _harness_record("change_request", before, after, operation), receiver.url)
+    script_body = out["request"]["body"].encode()
+    payload, script_payload = json.loads(emulator_body), json.loads(script_body)
+    assert list(payload) == list(script_payload)
+    assert payload["changed"] == script_payload["changed"]
+    assert payload == script_payload
+    assert emulator_body == script_body  # the same keys, in the same order, serialised the same way
+    if operation == "update":
+        assert {"approval", "assigned_to", "sys_updated_on", "sys_mod_count"} <= set(payload["changed"])
+    else:
+        assert {"sys_id", "number", "approval", "sys_created_on", "sys_mod_count"} <= set(payload["changed"])
 
 
 def test_no_delivery_when_the_condition_is_false(emulator, admin, receiver, rule):
