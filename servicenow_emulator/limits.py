@@ -3,6 +3,15 @@
 Precedence: a rule for the single user beats role rules, which beat rules for all users; among several
 matching role rules the lowest limit applies. Unlike a real node, which commits counts every 30 s, counts
 bite immediately. ``emulator.rate_limit.window_seconds`` shortens the hour for tests.
+
+A rule's ``resource`` is ``*``, an API family (``table``), or a path, optionally after a method as the
+platform names REST resources (``GET /now/v2/table/incident``; ``/api/now/table/incident`` works too). A
+method prefix restricts the rule to that method, like ``http_method``. Paths match whole segments
+(``incident`` is not ``incident_task``; a record's path is under its table's), and a path without a version
+is the API's latest version (reference §1.1: "Without a version the latest is used"): v2 for the Table API,
+v1 for the others. So a ``/now/v2/table/incident`` rule counts ``/api/now/table/incident`` too, and a
+``/now/v1/...`` rule counts only v1 requests (UNCONFIRMED: the reference does not say how the platform
+resolves versions for rate limits).
 """
 
 from __future__ import annotations
@@ -27,6 +36,25 @@ API_NAMES = {
 }
 
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
+# The version an unversioned /api/now/<api>/... path means (the latest); APIs not listed have only v1.
+LATEST_VERSIONS = {"table": "v2"}
+
+
+def resource_key(path: str) -> tuple[str, ...]:
+    """``/api/now[/vN]/<api>/...`` (or ``/now/...``, as rules name resources) as path segments with the
+    version made explicit: ``/api/now/table/incident`` -> ``("now", "v2", "table", "incident")``."""
+    parts = [p for p in path.split("/") if p]
+    if parts and parts[0] == "api":
+        parts = parts[1:]
+    if len(parts) < 2 or parts[0] != "now":
+        return tuple(parts)
+    rest = parts[1:]
+    if rest[0] in ("v1", "v2"):
+        return ("now", *rest)
+    return ("now", LATEST_VERSIONS.get(rest[0], "v1"), *rest)
+
+
 @dataclass(frozen=True)
 class RateRule:
     sys_id: str
@@ -37,16 +65,27 @@ class RateRule:
     role: str
     rate: int
 
+    @property
+    def _target(self) -> tuple[str | None, str]:
+        """(method named in the resource or None, the rest): ``GET /now/v2/table/incident``."""
+        text = (self.resource or "*").strip()
+        head, sep, rest = text.partition(" ")
+        if sep and head.upper() in HTTP_METHODS:
+            return head.upper(), rest.strip()
+        return None, text
+
     def matches(self, family: str, path: str, method: str) -> bool:
         if self.method not in ("ALL", "", method):
             return False
-        resource = self.resource or "*"
+        named_method, resource = self._target
+        if named_method is not None and named_method != method:
+            return False
         if resource in ("*", family):
             return True
-        if resource.startswith("/"):
-            return path.startswith(resource)
-        # "GET /now/v2/table/incident" style, as the platform names REST resources
-        return path.startswith("/api" + resource.split(" ", 1)[-1]) if " " in resource else False
+        if "/" not in resource:
+            return False
+        wanted = resource_key(resource)
+        return resource_key(path)[: len(wanted)] == wanted
 
 
 def api_family(path: str) -> str:

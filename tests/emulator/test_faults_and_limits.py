@@ -116,6 +116,55 @@ def test_counts_are_per_user_and_per_method(emulator, admin, rules):
             assert r.status_code == 403 and "X-RateLimit-Rule" not in r.headers
 
 
+def _counted(client, method: str, path: str, **kw) -> bool:
+    """Whether a request was counted by a rule (it carries the rule's headers, or was refused by it)."""
+    r = client.request(method, path, **kw)
+    return "X-RateLimit-Rule" in r.headers
+
+
+def test_a_versioned_resource_also_counts_the_unversioned_path(emulator, admin, rules):
+    """Without a version the latest is used (reference §1.1): v2 for the Table API."""
+    name = tag("rv")
+    user = make_user(admin, name, "pw", ["itil"])
+    rule = add_rule(admin, rules, resource="GET /now/v2/table/cmdb_ci", type="user", user=user, rate="4")
+    with emulator.client((name, "pw")) as client:
+        one = {"params": {"sysparm_limit": 1}}
+        assert _counted(client, "GET", "/api/now/table/cmdb_ci", **one)
+        assert _counted(client, "GET", "/api/now/v2/table/cmdb_ci", **one)
+        ci = client.get("/api/now/table/cmdb_ci", **one).json()["result"][0]["sys_id"]  # the third counted
+        assert _counted(client, "GET", f"/api/now/table/cmdb_ci/{ci}")  # a record is under its table
+        assert not _counted(client, "GET", "/api/now/v1/table/cmdb_ci", **one)  # another version
+        assert not _counted(client, "GET", "/api/now/table/cmdb_ci_server", **one)  # another table
+        assert not _counted(client, "GET", "/api/now/stats/cmdb_ci")  # another API
+        r = client.get("/api/now/table/cmdb_ci", **one)
+        assert r.status_code == 429 and r.headers["X-RateLimit-Rule"] == rule
+        assert client.get("/api/now/v1/table/cmdb_ci", **one).status_code == 200
+
+
+def test_the_method_in_a_resource_is_honoured(emulator, admin, rules):
+    name = tag("rm")
+    user = make_user(admin, name, "pw", ["itil"])
+    marker = tag("rm")
+    add_rule(admin, rules, resource="GET /now/v2/table/incident", type="user", user=user, rate="1")
+    post_rule = add_rule(admin, rules, resource="POST /api/now/table/incident", type="user", user=user, rate="2")
+    v1_rule = add_rule(admin, rules, resource="/now/v1/table/problem", type="user", user=user, rate="1")
+    with emulator.client((name, "pw")) as client:
+        assert client.get("/api/now/table/incident", params={"sysparm_limit": 1}).status_code == 200
+        assert client.get("/api/now/table/incident", params={"sysparm_limit": 1}).status_code == 429
+        # a GET rule neither counts nor stops POST; the POST rule counts POSTs, whatever the version
+        for path in ("/api/now/table/incident", "/api/now/v2/table/incident"):
+            r = client.post(path, json={"short_description": "rm", "correlation_id": marker})
+            assert r.status_code == 201 and r.headers["X-RateLimit-Rule"] == post_rule
+        r = client.post("/api/now/table/incident", json={"correlation_id": marker})
+        assert r.status_code == 429 and r.headers["X-RateLimit-Rule"] == post_rule
+        assert len(rows(admin, "incident", f"correlation_id={marker}")) == 2
+        # a path without a method applies to every method, of its version only
+        assert not _counted(client, "GET", "/api/now/table/problem", params={"sysparm_limit": 1})
+        r = client.get("/api/now/v1/table/problem", params={"sysparm_limit": 1})
+        assert r.headers["X-RateLimit-Rule"] == v1_rule
+        assert client.post("/api/now/v1/table/problem", json={"short_description": "x"}).status_code == 429
+
+
 def test_inactive_and_deleted_rules_stop_applying(emulator, admin, rules):
     name = tag("rd")
     user = make_user(admin, name, "pw", ["itil"])
