@@ -155,10 +155,12 @@ def count_rows(store: Store, root: str, where: str, params: list[Any]) -> int:
     return total
 
 
-def link_header(request: Request, total: int, limit: int, offset: int) -> str:
+def link_header(request: Request, total: int | None, limit: int, offset: int, *, page_rows: int = 0) -> str:
     """first/prev/next/last, absolute, keeping the caller's other parameters (prev may go negative).
 
-    ``next`` is left out on the last page (UNCONFIRMED; the reference's open question).
+    ``next`` is left out on the last page (UNCONFIRMED; the reference's open question). Without a count
+    (``sysparm_no_count``, ``total`` None) the last page is unknown: ``last`` is left out, and ``next`` is
+    sent when this page came back full (``page_rows == limit``) (UNCONFIRMED).
     """
     base = f"{base_url(request)}{request.url.path}"
     others = [(k, v) for k, v in request.query_params.multi_items() if k not in ("sysparm_offset", "sysparm_limit")]
@@ -166,12 +168,14 @@ def link_header(request: Request, total: int, limit: int, offset: int) -> str:
     def url(at: int) -> str:
         return f"{base}?{urlencode([*others, ('sysparm_limit', str(limit)), ('sysparm_offset', str(at))])}"
 
-    last = max(0, (total - 1) // limit * limit) if limit else 0
     # The platform sends prev even on the first page, where its offset is negative (observed on PDIs).
     links = [f'<{url(0)}>;rel="first"', f'<{url(offset - limit)}>;rel="prev"']
-    if limit and offset + limit < total:
+    more = offset + limit < total if total is not None else page_rows >= limit
+    if limit and more:
         links.append(f'<{url(offset + limit)}>;rel="next"')
-    links.append(f'<{url(last)}>;rel="last"')
+    if total is not None:
+        last = max(0, (total - 1) // limit * limit) if limit else 0
+        links.append(f'<{url(last)}>;rel="last"')
     return ",".join(links)
 
 
@@ -204,8 +208,9 @@ async def list_records(request: Request) -> Response:
     headers: dict[str, str] = {}
     if total is not None:
         headers["X-Total-Count"] = str(total)
-        if not suppress_links:
-            headers["Link"] = link_header(request, total, limit, offset)
+    # sysparm_no_count drops X-Total-Count only; sysparm_suppress_pagination_header drops Link (§1.2).
+    if not suppress_links:
+        headers["Link"] = link_header(request, total, limit, offset, page_rows=len(rows))
     if xml:
         return xml_response({"result": rows}, headers=headers)
     return json_response({"result": rows}, headers=headers)

@@ -236,6 +236,32 @@ def test_no_count_drops_total_count(admin, batch, emulator):
     assert r.status_code == 200 and len(r.json()["result"]) == 2
     assert "X-Total-Count" not in r.headers
     assert emulator.stats()["count_queries"] == 0  # the count(*) is skipped, not just hidden
+    # Link stays (only sysparm_suppress_pagination_header drops it); without a count there is no last page,
+    # and next is offered while pages come back full
+    links = _links(r.headers["Link"])
+    assert {rel: _offset(url) for rel, url in links.items()} == {"first": 0, "prev": -2, "next": 2}
+    seen, url = [], r.request.url
+    while url:
+        page = admin.get(url)
+        assert "X-Total-Count" not in page.headers
+        seen += page.json()["result"]
+        url = _links(page.headers["Link"]).get("next")
+    assert len(seen) == 7
+    r = admin.get(
+        "/api/now/table/incident",
+        params={"sysparm_query": f"correlation_id={marker}", "sysparm_no_count": "true", "sysparm_offset": "6"},
+    )
+    assert list(_links(r.headers["Link"])) == ["first", "prev"]
+    r = admin.get(
+        "/api/now/table/incident",
+        params={
+            "sysparm_query": f"correlation_id={marker}",
+            "sysparm_no_count": "true",
+            "sysparm_suppress_pagination_header": "true",
+        },
+    )
+    assert "Link" not in r.headers and "X-Total-Count" not in r.headers
+    assert emulator.stats()["count_queries"] == 0
 
 
 # --- parameters ------------------------------------------------------------------------------------
