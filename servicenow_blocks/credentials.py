@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import ssl
 import threading
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
 import httpx
 from prefect.blocks.abstract import CredentialsBlock
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from .client import (
     AsyncServiceNowClient,
@@ -41,6 +43,12 @@ def normalize_instance(value: str) -> str:
     if "://" not in text:
         text = f"https://{text}.service-now.com" if _NAME_RE.match(text) else f"https://{text}"
     parsed = urlparse(text)
+    if "@" in parsed.netloc:
+        # Never echo it: the user info may hold a password.
+        raise ValueError(
+            "instance must not carry a user name or password (https://user:password@host): give the bare URL "
+            "(https://acme.service-now.com) and put the user and password in the username and password fields"
+        )
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ValueError(f"instance {value!r} is not a usable URL: use https://<name>.service-now.com")
     path = parsed.path.rstrip("/")
@@ -49,14 +57,6 @@ def normalize_instance(value: str) -> str:
         if marker in path + "/":
             path = path.split(marker.rstrip("/"), 1)[0]
     return f"{parsed.scheme}://{parsed.netloc}{path}"
-
-
-def mask_url_password(url: str) -> str:
-    """The URL with any password in its user info replaced by ``***``."""
-    parsed = urlparse(url)
-    if parsed.password is None:
-        return url
-    return parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)).geturl()
 
 
 class ServiceNowCredentials(CredentialsBlock):
@@ -71,6 +71,8 @@ class ServiceNowCredentials(CredentialsBlock):
     _block_type_slug = "servicenow-credentials"
     _logo_url = "https://images.ctfassets.net/gm98wzqotmnx/3EWW1rBpEGsq0Q5x12Xb9w/servicenow.png"
     _documentation_url = "https://github.com/prefect-servicenow/prefect-servicenow#configuration"
+    # A validation error must not echo what was given: an instance or proxy URL may carry a password.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     instance: str = Field(
         description="Instance name (acme), host (acme.service-now.com) or URL (https://acme.service-now.com)."
@@ -84,7 +86,10 @@ class ServiceNowCredentials(CredentialsBlock):
     token: SecretStr | None = Field(default=None, description="A bearer token obtained elsewhere.")
     verify: bool = Field(default=True, description="Verify the instance's TLS certificate.")
     ca_bundle: str | None = Field(default=None, description="Path to a CA bundle for a private CA or TLS proxy.")
-    proxy: str | None = Field(default=None, description="HTTP(S) proxy URL (egress proxy or MID-server path).")
+    proxy: SecretStr | None = Field(
+        default=None,
+        description="HTTP(S) proxy URL (egress proxy or MID-server path); secret, as it may carry a password.",
+    )
     connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to establish a connection.")
     timeout: float = Field(
         default=60.0, gt=0, description="Seconds to wait for an answer (ServiceNow quotas are 60 s)."
@@ -128,10 +133,17 @@ class ServiceNowCredentials(CredentialsBlock):
     def base_url(self) -> str:
         return self.instance
 
-    def __repr_args__(self) -> Any:
-        # A proxy URL may carry a password (http://user:secret@proxy:3128): never show it.
-        for name, value in super().__repr_args__():
-            yield name, (mask_url_password(value) if name == "proxy" and value else value)
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        url = value.get_secret_value().strip()
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https", "socks5", "socks5h") or not parsed.hostname:
+            # Not echoed: whatever it is, it may hold a password.
+            raise ValueError("proxy is not a usable proxy URL: use http://[user:password@]host:port")
+        return SecretStr(url)
 
     def _auth(self) -> AuthStrategy:
         secret = _reveal
@@ -171,26 +183,32 @@ class ServiceNowCredentials(CredentialsBlock):
             logger=logger or logging.getLogger("servicenow_blocks"),
         )
 
-    def _http_options(self) -> dict[str, Any]:
-        if self.ca_bundle:
-            from pathlib import Path
+    def _ssl_context(self) -> ssl.SSLContext | bool:
+        """What httpx verifies with: False, True (its default trust store), or a context trusting ca_bundle."""
+        hint = "Point ca_bundle at the PEM file of the CA that signed the instance's certificate"
+        if self.ca_bundle and not Path(self.ca_bundle).is_file():
+            raise ConfigurationError(f"ca_bundle {self.ca_bundle!r} is not a readable file", hint=hint)
+        if not self.verify or not self.ca_bundle:
+            return self.verify
+        try:
+            return ssl.create_default_context(cafile=self.ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(
+                f"ca_bundle {self.ca_bundle!r} could not be loaded as CA certificates ({exc})", hint=hint
+            ) from exc
 
-            if not Path(self.ca_bundle).is_file():
-                raise ConfigurationError(
-                    f"ca_bundle {self.ca_bundle!r} is not a readable file",
-                    hint="Point ca_bundle at the PEM file of the CA that signed the instance's certificate",
-                )
-        verify: Any = self.ca_bundle if (self.verify and self.ca_bundle) else self.verify
+    def _http_options(self) -> dict[str, Any]:
+        proxy = self.proxy.get_secret_value() if self.proxy is not None else None
         return {
-            "verify": verify,
-            "proxy": self.proxy,
+            "verify": self._ssl_context(),
+            "proxy": proxy,
             "timeout": httpx.Timeout(self.timeout, connect=self.connect_timeout, pool=self.timeout),
             "headers": {"User-Agent": self.user_agent},
             "limits": httpx.Limits(
                 max_connections=self.max_concurrency * 2, max_keepalive_connections=self.max_concurrency
             ),
             "follow_redirects": False,
-            "trust_env": self.proxy is None,
+            "trust_env": proxy is None,
         }
 
     def get_client(

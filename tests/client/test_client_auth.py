@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 import pickle
 import socket
+import ssl
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs
@@ -288,6 +290,31 @@ def test_missing_ca_bundle_is_a_configuration_error(sn: Instance, tmp_path: Any)
         sn.credentials(instance=sn.live.https_url, ca_bundle=str(tmp_path / "nope.pem")).get_client()
 
 
+def test_a_ca_bundle_that_holds_no_certificate_is_a_configuration_error(sn: Instance, tmp_path: Any) -> None:
+    bad = tmp_path / "not-a-ca.pem"
+    bad.write_text("this is not a certificate\n")
+    with pytest.raises(ConfigurationError) as caught:
+        sn.credentials(instance=sn.live.https_url, ca_bundle=str(bad)).get_client()
+    assert "ca_bundle" in str(caught.value) and "could not be loaded" in str(caught.value)
+    assert "Point ca_bundle at the PEM file" in str(caught.value)
+
+
+def test_the_ca_bundle_becomes_an_ssl_context_without_deprecation_warnings(sn: Instance) -> None:
+    """httpx 0.28 deprecates verify=<path>: the block hands it an SSLContext that trusts the bundle."""
+    creds = sn.credentials(instance=sn.live.https_url, ca_bundle=str(sn.live.ca_cert))
+    assert isinstance(creds._http_options()["verify"], ssl.SSLContext)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        with creds.get_client() as client:
+            assert len(client.get_records("incident", limit=1)) == 1
+    assert (
+        sn.credentials(instance=sn.live.https_url, ca_bundle=str(sn.live.ca_cert), verify=False)._http_options()[
+            "verify"
+        ]
+        is False
+    )
+
+
 def test_unreachable_instance_gives_one_error_after_a_bounded_logged_retry(
     sn: Instance, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -348,6 +375,30 @@ def test_incomplete_blocks_name_the_missing_field(kw: dict, missing: str) -> Non
         ServiceNowCredentials(**kw)
 
 
+def test_an_instance_url_with_a_password_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ValidationError) as caught:
+        ServiceNowCredentials(instance="https://svc:pw-S3CRET-url@acme.service-now.com", username="u", password="p")
+    message = str(caught.value)
+    assert "instance" in message and "username and password fields" in message
+    assert "pw-S3CRET-url" not in message and "pw-S3CRET-url" not in repr(caught.value.errors(include_input=False))
+    with pytest.raises(ValidationError, match="must not carry a user name"):
+        ServiceNowCredentials(instance="https://svc@acme.service-now.com", username="u", password="p")
+
+
+def test_a_proxy_url_is_a_secret_and_must_be_a_proxy_url() -> None:
+    creds = ServiceNowCredentials(
+        instance="acme", username="u", password="p", proxy="http://egress:px-S3CRET-dump@proxy.corp:3128"
+    )
+    assert creds.proxy.get_secret_value() == "http://egress:px-S3CRET-dump@proxy.corp:3128"
+    assert creds._http_options()["proxy"] == "http://egress:px-S3CRET-dump@proxy.corp:3128"
+    for shown in (repr(creds), str(creds.model_dump()), creds.model_dump_json(), str(creds.model_dump(mode="json"))):
+        assert "px-S3CRET-dump" not in shown
+    assert ServiceNowCredentials(instance="acme", username="u", password="p", proxy="  ").proxy is None
+    with pytest.raises(ValidationError) as caught:
+        ServiceNowCredentials(instance="acme", username="u", password="p", proxy="proxy.corp:3128:px-S3CRET-dump")
+    assert "proxy" in str(caught.value) and "px-S3CRET-dump" not in str(caught.value)
+
+
 SECRETS = {
     "password": "pw-S3CRET-basic",
     "client_secret": "cs-S3CRET-oauth",
@@ -388,7 +439,8 @@ def test_secrets_never_show(sn: Instance, caplog: pytest.LogCaptureFixture) -> N
         proxy=f"http://user:{SECRETS['proxy_password']}@127.0.0.1:9",
         max_attempts=1,
     )
-    shown.append(_everything_shown(proxied))
+    shown.append(_everything_shown(proxied, proxied.model_dump(), proxied.model_dump_json()))
+    shown.append(_everything_shown(proxied.model_dump(mode="json")))  # the saved document: see test_client_flow
     with proxied.get_client() as client, pytest.raises(ConnectionFailedError) as caught:
         client.get_records("incident", limit=1)
     shown.append(_everything_shown(caught.value))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from client_support import Instance, tag
+from client_support import Instance, forward_proxy, tag
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, LogFilter, LogFilterFlowRunId
@@ -141,15 +141,22 @@ async def test_block_registers_saves_and_loads_with_secrets_hidden(
         block_type = await client.read_block_type_by_slug("servicenow-credentials")
         assert block_type.name == "ServiceNow Credentials"
         schema = await client.read_block_schema_by_checksum(ServiceNowCredentials._calculate_schema_checksum())
-        assert {"password", "client_secret", "api_key", "token"} <= set(schema.fields["secret_fields"])
+        assert {"password", "client_secret", "api_key", "token", "proxy"} <= set(schema.fields["secret_fields"])
 
     name = tag("block")
-    await _credentials(sn, secrets).asave(name)
-    async with get_client() as client:
-        stored = await client.read_block_document_by_name(name, "servicenow-credentials", include_secrets=False)
-    assert secrets["password"] not in str(stored.data) and secrets["client_secret"] not in str(stored.data)
-    loaded = await ServiceNowCredentials.aload(name)
-    assert loaded.password.get_secret_value() == secrets["password"]  # really stored, and kept secret
-    assert secrets["password"] not in repr(loaded) and secrets["client_secret"] not in repr(loaded)
-    async with loaded.get_async_client() as client:
-        assert await client.count("incident", Query().eq("correlation_id", tag("none"))) == 0
+    proxy_password = tag("px-S3CRET")
+    with forward_proxy() as proxy:
+        proxy_url = proxy.url.replace("http://", f"http://egress:{proxy_password}@")
+        await sn.credentials(auth_type="oauth_password", proxy=proxy_url, **secrets).asave(name)
+        async with get_client() as client:
+            stored = await client.read_block_document_by_name(name, "servicenow-credentials", include_secrets=False)
+        for secret in (secrets["password"], secrets["client_secret"], proxy_password):
+            assert secret not in str(stored.data)
+        loaded = await ServiceNowCredentials.aload(name)
+        assert loaded.password.get_secret_value() == secrets["password"]  # really stored, and kept secret
+        assert loaded.proxy.get_secret_value() == proxy_url
+        for secret in (secrets["password"], secrets["client_secret"], proxy_password):
+            assert secret not in repr(loaded) and secret not in str(loaded.model_dump())
+        async with loaded.get_async_client() as client:
+            assert await client.count("incident", Query().eq("correlation_id", tag("none"))) == 0
+        assert proxy.seen  # through the stored proxy
