@@ -543,7 +543,9 @@ class _Core:
             raise ConfigurationError("limit must not be negative", hint="Pass limit=None for every row")
         page_size = page_size or self.settings.page_size
         if page_size < 1:
-            raise ConfigurationError("page_size must be at least 1")
+            raise ConfigurationError(
+                "page_size must be at least 1", hint="Pass page_size=None for the credentials block's page_size"
+            )
         concurrency = max(1, concurrency or self.settings.concurrency)
         fields = list(fields) if fields else None
         encoded, keyset_ok = stable_query(query)
@@ -983,7 +985,14 @@ def _error_from_response(response: httpx.Response, method: str, path: str) -> Se
         decode(response, method, path)
     except ServiceNowError as error:
         return error
-    return ServiceNowError(f"unexpected HTTP {response.status_code}", status=response.status_code)
+    return ServiceNowError(
+        f"unexpected HTTP {response.status_code}",
+        status=response.status_code,
+        method=method,
+        path=path,
+        transaction_id=response.headers.get("x-transaction-id"),
+        hint="Retry later; if it persists, look the transaction up in the instance's system logs",
+    )
 
 
 def _transport_error(exc: Exception, method: str, path: str) -> ServiceNowError:
@@ -1047,6 +1056,10 @@ def decode(response: httpx.Response, method: str, path: str) -> Any:
             method=method,
             path=path,
             transaction_id=transaction_id,
+            hint=(
+                "Check that instance is the instance's root URL (no path after it) and that no proxy or "
+                "login page stands in between; if it persists, look the transaction up in the system logs"
+            ),
         )
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
         message = data["error"].get("message") or ""

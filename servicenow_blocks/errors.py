@@ -162,6 +162,11 @@ class AmbiguousWriteError(ServiceNowError):
 class RetryBudgetExceededError(ServiceNowError):
     """Retries stopped because the attempt or time budget ran out; ``last_error`` says why they were needed."""
 
+    hint = (
+        "Retry later; if it keeps happening, raise max_attempts or max_retry_wait on the credentials block, "
+        "or ask for less per request"
+    )
+
     def __init__(self, message: str, *, last_error: ServiceNowError | Exception | None = None, **kw: Any):
         self.last_error = last_error
         super().__init__(message, **kw)

@@ -14,14 +14,17 @@ from client_support import Instance, tag
 
 from servicenow_blocks import (
     ACLError,
+    BatchItem,
     DataPolicyError,
+    ForbiddenError,
     InvalidTableError,
     NotFoundError,
     Query,
+    RetryBudgetExceededError,
     ServiceNowError,
     raw,
 )
-from servicenow_blocks.client import _server_wait
+from servicenow_blocks.client import _error_from_response, _server_wait
 from servicenow_blocks.errors import BadRequestError
 from servicenow_blocks.query import QueryValueError
 
@@ -102,6 +105,52 @@ def test_unknown_resource_is_a_bad_request(sn: Instance, client: Any) -> None:
         sn, lambda: client.request_json("GET", "/api/now/nothing/here"), BadRequestError, "GET /api/now/nothing/here"
     )
     assert error.status == 400 and "does not represent any resource" in error.message
+
+
+def test_a_403_that_is_neither_acl_nor_data_policy_is_a_forbidden_error(sn: Instance, client: Any) -> None:
+    route = "GET /api/now/table/incident"
+    with sn.faults(script=[{"status": 403, "method": "GET", "path": "/api/now/table/incident$"}]):
+        error = _one_error(sn, lambda: client.get_records("incident", limit=1), ForbiddenError, route)
+    assert type(error) is ForbiddenError  # not ACLError, not DataPolicyError
+    assert error.status == 403 and "roles, ACLs and business rules" in str(error)
+
+
+def test_batch_items_left_unserviced_exhaust_the_retry_budget(sn: Instance, client: Any) -> None:
+    marker = tag("unserviced")
+    item = BatchItem("POST", "/api/now/table/incident", {"short_description": "x" * 200, "correlation_id": marker})
+    before = sn.counts()
+    # Items bigger than glide.rest.batch.max.inputSize (here about 100 bytes) are never run, only listed.
+    with (
+        sn.properties(**{"glide.rest.batch.max.inputSize": "0.0001"}),
+        pytest.raises(RetryBudgetExceededError) as caught,
+    ):
+        client.batch([item], resubmit=2)
+    assert sn.delta(before, "POST /api/now/v1/batch") == 3  # the first submission and two re-submissions
+    error = caught.value
+    assert "1 requests unserviced after 3 submissions" in str(error)
+    assert error.hint and str(error).endswith(error.hint)  # what to do
+    assert client.count("incident", Query().eq("correlation_id", marker)) == 0
+    assert RetryBudgetExceededError("x").hint  # a default hint, too
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is RetryBudgetExceededError and str(copy) == str(error)
+
+
+def test_a_body_that_is_not_json_says_what_to_do(sn: Instance, client: Any) -> None:
+    record = client.create("incident", {"short_description": "not json", "correlation_id": tag("notjson")})
+    attachment = client.attach("incident", record["sys_id"], "plain.txt", b"plain text, not JSON")
+    path = f"/api/now/attachment/{attachment.sys_id}/file"
+    with pytest.raises(ServiceNowError) as caught:
+        client.request_json("GET", path)  # a file's bytes where JSON was expected
+    error = caught.value
+    assert "not JSON" in error.message and error.status == 200 and error.path == path
+    assert error.hint and "instance's root URL" in error.hint and str(error).endswith(error.hint)
+
+
+def test_the_fallback_error_says_what_to_do() -> None:
+    answer = httpx.Response(200, json={"result": []}, headers={"X-Transaction-ID": "abc123"})
+    error = _error_from_response(answer, "GET", "/api/now/table/incident")
+    assert error.hint and str(error).endswith(error.hint)
+    assert error.path == "/api/now/table/incident" and error.transaction_id == "abc123"
 
 
 # --- the query builder ------------------------------------------------------------------------------------------
