@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
+from pathlib import Path
+from typing import Any
 
+from .faults import FaultInjector
 from .server import ServeOptions, serve
 
 
@@ -19,6 +23,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-port", type=int, default=8443)
     p.add_argument("--tls-dir", default=".emulator-tls", help="where the local CA and certificate are kept")
     p.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
+    p.add_argument(
+        "--faults",
+        metavar="JSON|@FILE",
+        help="fault settings at start, as JSON or @file, in the schema of /emulator/admin/faults "
+        "(its keys win over --latency-ms and --fault-seed)",
+    )
     p.add_argument("--admin-user", default="admin")
     p.add_argument("--admin-password", default="admin")
     p.add_argument("--property", action="append", default=[], metavar="NAME=VALUE", help="set a system property")
@@ -28,6 +38,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fault-seed", type=int, default=0)
     p.add_argument("--log-level", default="warning")
     return p
+
+
+def read_faults(text: str | None) -> dict[str, Any]:
+    """``--faults``: inline JSON or ``@path``; checked against the admin endpoint's schema (SystemExit if bad)."""
+    if not text:
+        return {}
+    try:
+        raw = Path(text[1:]).read_text() if text.startswith("@") else text
+        data = json.loads(raw)
+        FaultInjector().configure(data)  # the admin endpoint's checks, now rather than at the first request
+    except OSError as exc:
+        raise SystemExit(f"--faults: cannot read {text[1:]!r}: {exc}") from None
+    except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        raise SystemExit(f"--faults: invalid fault settings: {exc}") from None
+    return data
 
 
 def options_from(args: argparse.Namespace) -> ServeOptions:
@@ -46,6 +71,7 @@ def options_from(args: argparse.Namespace) -> ServeOptions:
         tls_port=args.tls_port,
         tls_dir=args.tls_dir,
         latency_ms=args.latency_ms,
+        faults=read_faults(args.faults),
         admin_user=args.admin_user,
         admin_password=args.admin_password,
         properties=properties,

@@ -1,6 +1,7 @@
 """Fault injection: latency, error rates, dropped connections, quota cancellations and hibernation.
 
-Set at start (CLI flags) and changed at runtime through ``/emulator/admin/faults``. Random faults draw
+Set at start (``--faults JSON|@file``, ``--latency-ms``, ``--fault-seed``) and changed at runtime through
+``/emulator/admin/faults``, with the same JSON schema (``FaultInjector.configure``). Random faults draw
 from a seeded generator in request order, so a run is reproducible. Scripted faults (``script``) answer
 the next N requests matching a method and path pattern, which is how tests make one exact request fail.
 """
@@ -65,20 +66,41 @@ class FaultInjector:
         self.config = config or FaultConfig()
         self.rng = random.Random(self.config.seed)
 
-    def configure(self, data: dict[str, Any]) -> FaultConfig:
-        """Replace the configuration from JSON (unknown keys are an error, named)."""
+    def configure(self, data: dict[str, Any], *, reset: bool = False) -> FaultConfig:
+        """Change the configuration from JSON: the keys given replace the current ones, and with ``reset``
+        (a PUT) every other setting but the seed goes back to its default. Everything is checked before
+        anything changes: an invalid setting raises ValueError and leaves the configuration as it was."""
+        if not isinstance(data, dict):
+            raise ValueError("fault settings are a JSON object")
         allowed = set(FaultConfig.__dataclass_fields__)
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(
                 f"unknown fault settings: {', '.join(sorted(unknown))}; known: {', '.join(sorted(allowed))}"
             )
-        merged = {**asdict(self.config), **data}
+        base = asdict(self.config)
+        if reset:
+            base.update({k: v for k, v in asdict(FaultConfig()).items() if k not in ("seed", "exempt_prefix")})
+        try:
+            config, rng = self._validated({**base, **data})
+        except (AttributeError, TypeError) as exc:
+            raise ValueError(f"bad fault settings: {exc}") from None
+        self.config, self.rng = config, rng
+        return config
+
+    @staticmethod
+    def _validated(merged: dict[str, Any]) -> tuple[FaultConfig, random.Random]:
         merged["error_rates"] = {int(k): float(v) for k, v in (merged.get("error_rates") or {}).items()}
         merged["script"] = [
             s if isinstance(s, ScriptedFault) else ScriptedFault(**s) for s in merged.get("script") or []
         ]
         for scripted in merged["script"]:
+            if not all(isinstance(n, int) and n >= 0 for n in (scripted.times, scripted.skip)):
+                raise ValueError("a scripted fault's times and skip are counts (integers >= 0)")
+            if scripted.retry_after is not None and not isinstance(scripted.retry_after, int):
+                raise ValueError(f"retry_after is a number of seconds, not {scripted.retry_after!r}")
+            if not isinstance(scripted.method, str):
+                raise ValueError(f"method is an HTTP method or *, not {scripted.method!r}")
             if scripted.kind not in FAULT_KINDS:
                 raise ValueError(f"unknown fault kind {scripted.kind!r}; known: {', '.join(sorted(FAULT_KINDS))}")
             if scripted.kind == "error" and not (isinstance(scripted.status, int) and 400 <= scripted.status <= 599):
@@ -94,9 +116,8 @@ class FaultInjector:
             merged[name] = float(merged[name])
             if merged[name] < 0:
                 raise ValueError(f"{name} must not be negative")
-        self.config = FaultConfig(**merged)
-        self.rng = random.Random(self.config.seed)
-        return self.config
+        config = FaultConfig(**merged)
+        return config, random.Random(config.seed)
 
     def decide(self, method: str, path: str) -> Decision:
         cfg = self.config

@@ -6,12 +6,13 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from .app import create_app
 from .emulator import Emulator
-from .faults import FaultConfig
+from .faults import FaultConfig, FaultInjector
 from .seed import generate, seed
 from .tls import ensure_local_ca
 
@@ -30,6 +31,8 @@ class ServeOptions:
     latency_ms: float = 0.0
     admin_user: str = "admin"
     admin_password: str = "admin"
+    # The /emulator/admin/faults schema, applied over latency_ms and fault_seed.
+    faults: dict[str, Any] = field(default_factory=dict)
     properties: dict[str, str] = field(default_factory=dict)
     ci_count: int = 0
     change_count: int = 0
@@ -39,9 +42,13 @@ class ServeOptions:
 
 
 def build_emulator(options: ServeOptions) -> Emulator:
-    """Create (or reopen) the store, seeding it when it is new."""
+    """Create (or reopen) the store, seeding it when it is new. Invalid ``faults`` raise ValueError or
+    TypeError before anything is opened."""
+    injector = FaultInjector(FaultConfig(latency_ms=options.latency_ms, seed=options.fault_seed))
+    if options.faults:
+        injector.configure(options.faults)
     fresh = options.db == ":memory:" or not Path(options.db).exists()
-    emulator = Emulator(options.db, faults=FaultConfig(latency_ms=options.latency_ms, seed=options.fault_seed))
+    emulator = Emulator(options.db, faults=injector.config)
     if fresh:
         seed(emulator, options.seed, admin_user=options.admin_user, admin_password=options.admin_password)
         generate(

@@ -35,21 +35,9 @@ async def faults(request: Request) -> Response:
     emulator = emulator_of(request)
     if request.method in ("PUT", "PATCH", "POST"):
         data = await _json_body(request)
-        if request.method == "PUT":
-            emulator.faults.configure(
-                {
-                    "latency_ms": 0,
-                    "latency_per_row_ms": 0,
-                    "error_rates": {},
-                    "drop_rate": 0,
-                    "drop_after_rate": 0,
-                    "quota_cancel_rate": 0,
-                    "hibernate": False,
-                    "script": [],
-                }
-            )
         try:
-            emulator.faults.configure(data)
+            # PUT resets what it does not set; PATCH/POST change only what they set. Invalid: nothing changes.
+            emulator.faults.configure(data, reset=request.method == "PUT")
         except (TypeError, ValueError) as exc:
             raise bad_request("Invalid fault settings", str(exc)) from None
     return json_response({"result": emulator.faults.config.to_json()})

@@ -340,3 +340,17 @@ def test_fault_settings_are_validated(admin):
     r = admin.put("/emulator/admin/faults", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 400
     assert admin.get("/emulator/admin/faults").json()["result"]["latency_ms"] == 0
+    for bad in ({"error_rates": [1]}, {"script": "x"}, {"script": [{"times": "2"}]}, {"seed": [1]}):
+        assert_error(admin.put("/emulator/admin/faults", json=bad), 400, "Invalid fault settings")
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+def test_an_invalid_fault_setting_changes_nothing(admin, faults, method):
+    config = faults(
+        latency_per_row_ms=1, error_rates={"503": 0.01}, script=[{"status": 500, "times": 3, "path": "^/nowhere$"}]
+    )
+    for bad in ({"latency_ms": -5}, {"error_rates": {"200": 1}}, {"script": [{"kind": "explode"}]}, {"bogus": 1}):
+        r = admin.request(method, "/emulator/admin/faults", json={"hibernate": True, **bad})
+        assert_error(r, 400, "Invalid fault settings")
+        assert admin.get("/emulator/admin/faults").json()["result"] == config
+    assert admin.get("/api/now/table/incident", params={"sysparm_limit": 1}).status_code in (200, 503)

@@ -1,7 +1,8 @@
-"""Starting the emulator: time to first answer, the seeds, and the bulk generator."""
+"""Starting the emulator: time to first answer, the seeds, the bulk generator and the start options."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -11,8 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+PREFECT_SERVICENOW = Path(sys.executable).parent / "prefect-servicenow"
+ADMIN = ("admin", "admin")
 
 
 def _free_port() -> int:
@@ -22,14 +26,22 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running(tmp_path: Path, *args: str, deadline_s: float = 30) -> Iterator[tuple[str, float]]:
-    """Start ``python -m servicenow_emulator``; yield its URL and the seconds to the first 200."""
+def running(
+    tmp_path: Path,
+    *args: str,
+    deadline_s: float = 30,
+    auth: tuple[str, str] = ADMIN,
+    probe: str = "/api/now/table/sys_user?sysparm_limit=1",
+    command: list[str] | None = None,
+) -> Iterator[tuple[str, float]]:
+    """Start ``python -m servicenow_emulator`` (or ``command``); yield its URL and the seconds to the first
+    200 on ``probe``."""
     port = _free_port()
     log = tmp_path / f"emulator-{port}.log"
     started = time.perf_counter()
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "servicenow_emulator", "--port", str(port), *args],
+            [*(command or [sys.executable, "-m", "servicenow_emulator"]), "--port", str(port), *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -40,7 +52,7 @@ def running(tmp_path: Path, *args: str, deadline_s: float = 30) -> Iterator[tupl
             if process.poll() is not None:
                 raise AssertionError(f"emulator exited: {log.read_text()}")
             try:
-                r = httpx.get(f"{url}/api/now/table/sys_user?sysparm_limit=1", auth=("admin", "admin"), timeout=1)
+                r = httpx.get(f"{url}{probe}", auth=auth, timeout=1)
                 if r.status_code == 200:
                     break
             except httpx.HTTPError:
@@ -133,3 +145,96 @@ def test_ci_count_generator_and_the_default_limit(tmp_path):
         )
         number = r.json()["result"]["number"]
         assert _count(url, "change_request", f"number={number}") == 1
+
+
+# --- start options ----------------------------------------------------------------------------------------
+def _get(url: str, path: str, auth: tuple[str, str] = ADMIN, **params) -> httpx.Response:
+    return httpx.get(f"{url}{path}", params=params, auth=auth, timeout=30)
+
+
+FAULTS_AT_START = {
+    "script": [{"status": 503, "times": 2, "method": "GET", "path": "^/api/now/table/incident$"}],
+    "latency_per_row_ms": 5,
+    "seed": 7,
+}
+
+
+def _faults_are_active(url: str) -> None:
+    config = _get(url, "/emulator/admin/faults").json()["result"]
+    assert config["latency_per_row_ms"] == 5 and config["seed"] == 7 and config["latency_ms"] == 20
+    assert config["script"][0]["times"] == 2 and config["script"][0]["status"] == 503
+    codes = [_get(url, "/api/now/table/incident", sysparm_limit=1).status_code for _ in range(3)]
+    assert codes == [503, 503, 200]
+    # and changeable at runtime, through the admin endpoint
+    r = httpx.patch(f"{url}/emulator/admin/faults", json={"hibernate": True}, auth=ADMIN)
+    assert r.status_code == 200 and r.json()["result"]["latency_per_row_ms"] == 5
+    assert "Hibernating" in _get(url, "/api/now/table/sys_user").text
+    assert httpx.put(f"{url}/emulator/admin/faults", json={}, auth=ADMIN).json()["result"]["hibernate"] is False
+
+
+def test_faults_at_start_inline_json(tmp_path):
+    with running(tmp_path, "--seed", "empty", "--latency-ms", "20", "--faults", json.dumps(FAULTS_AT_START)) as (
+        url,
+        _,
+    ):
+        _faults_are_active(url)
+
+
+def test_faults_at_start_from_a_file(tmp_path):
+    path = tmp_path / "faults.json"
+    path.write_text(json.dumps({**FAULTS_AT_START, "latency_ms": 20, "hibernate": True}))
+    # the file's latency_ms wins over --latency-ms; hibernation answers every ServiceNow path
+    with running(
+        tmp_path, "--seed", "empty", "--latency-ms", "900", "--faults", f"@{path}", probe="/emulator/health"
+    ) as (url, _):
+        r = _get(url, "/api/now/table/sys_user")
+        assert r.status_code == 200 and "Hibernating" in r.text
+        httpx.patch(f"{url}/emulator/admin/faults", json={"hibernate": False}, auth=ADMIN).raise_for_status()
+        _faults_are_active(url)
+
+
+@pytest.mark.parametrize(
+    ("faults", "message"),
+    [
+        ('{"latency_ms": -1}', "latency_ms must not be negative"),
+        ('{"no_such_setting": 1}', "unknown fault settings: no_such_setting"),
+        ('{"script": [{"kind": "explode"}]}', "unknown fault kind"),
+        ("{not json", "invalid fault settings"),
+        ("[1, 2]", "fault settings are a JSON object"),
+        ("@/nonexistent/faults.json", "cannot read"),
+    ],
+)
+def test_invalid_faults_at_start_stop_the_emulator(tmp_path, faults, message):
+    proc = subprocess.run(
+        [sys.executable, "-m", "servicenow_emulator", "--port", str(_free_port()), "--faults", faults],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "--faults" in proc.stderr and message in proc.stderr, proc.stderr
+
+
+@pytest.mark.skipif(not PREFECT_SERVICENOW.exists(), reason="the prefect-servicenow console script is not installed")
+def test_prefect_servicenow_emulator_subcommand(tmp_path):
+    """``prefect-servicenow emulator`` takes the same options, --faults included."""
+    faults = json.dumps({"script": [{"status": 502, "times": 1, "path": "^/api/now/table/problem$"}]})
+    with running(
+        tmp_path,
+        "--seed",
+        "demo",
+        "--admin-user",
+        "boss",
+        "--admin-password",
+        "b0ss",
+        "--faults",
+        faults,
+        auth=("boss", "b0ss"),
+        command=[str(PREFECT_SERVICENOW), "emulator"],
+        deadline_s=90,
+    ) as (url, _):
+        boss = ("boss", "b0ss")
+        assert _get(url, "/api/now/table/cmdb_ci_server", boss, sysparm_limit=1).json()["result"]
+        assert [_get(url, "/api/now/table/problem", boss).status_code for _ in range(2)] == [502, 200]
