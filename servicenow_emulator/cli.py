@@ -18,7 +18,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--seed", choices=["demo", "empty"], default="demo")
-    p.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
+    p.add_argument(
+        "--db", default=":memory:", help="SQLite file (default: in memory); an existing file is reopened, not re-seeded"
+    )
     p.add_argument("--tls", action="store_true", help="also serve HTTPS with a generated local CA")
     p.add_argument("--tls-port", type=int, default=8443)
     p.add_argument("--tls-dir", default=".emulator-tls", help="where the local CA and certificate are kept")
@@ -29,8 +31,10 @@ def parser() -> argparse.ArgumentParser:
         help="fault settings at start, as JSON or @file, in the schema of /emulator/admin/faults "
         "(its keys win over --latency-ms and --fault-seed)",
     )
-    p.add_argument("--admin-user", default="admin")
-    p.add_argument("--admin-password", default="admin")
+    p.add_argument("--admin-user", default=None, help="admin user (default admin; applied to a reopened --db too)")
+    p.add_argument(
+        "--admin-password", default=None, help="its password (default admin; applied to a reopened --db too)"
+    )
     p.add_argument("--property", action="append", default=[], metavar="NAME=VALUE", help="set a system property")
     p.add_argument("--ci-count", type=int, default=0, help="generate this many servers (benchmarks)")
     p.add_argument("--change-count", type=int, default=0)

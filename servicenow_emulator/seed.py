@@ -688,3 +688,31 @@ def seed(emulator: Emulator, kind: str = "demo", *, admin_user: str = "admin", a
     if kind == "demo":
         seeder.demo()
     return seeder
+
+
+def ensure_admin(emulator: Emulator, user_name: str, password: str | None) -> str:
+    """On a reopened store (``--db`` of an existing file): make ``user_name`` an active admin, with
+    ``password`` when one is given. A missing user is created (password ``admin`` when none is given);
+    other users, the first admin included, are left as they are. Returns the user's sys_id."""
+    platform, store = emulator.platform, emulator.store
+    found = store.find("sys_user", {"user_name": user_name}, limit=1)
+    if found:
+        user_id = found[0]["sys_id"]
+        values: dict[str, Any] = {"active": "true", "locked_out": "false"}
+        if password is not None:
+            values["user_password"] = password
+        platform.update("sys_user", user_id, values, SYSTEM)
+    else:
+        values = {
+            "user_name": user_name,
+            "user_password": "admin" if password is None else password,
+            "first_name": "System",
+            "last_name": "Administrator",
+            "email": f"{user_name}@example.com",
+        }
+        user_id = platform.insert("sys_user", values, SYSTEM)["sys_id"]
+    roles = store.find("sys_user_role", {"name": "admin"}, limit=1)
+    role_id = roles[0]["sys_id"] if roles else platform.insert("sys_user_role", {"name": "admin"}, SYSTEM)["sys_id"]
+    if not store.find("sys_user_has_role", {"user": user_id, "role": role_id}, limit=1):
+        platform.insert("sys_user_has_role", {"user": user_id, "role": role_id}, SYSTEM)
+    return user_id

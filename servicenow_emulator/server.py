@@ -13,7 +13,7 @@ import uvicorn
 from .app import create_app
 from .emulator import Emulator
 from .faults import FaultConfig, FaultInjector
-from .seed import generate, seed
+from .seed import ensure_admin, generate, seed
 from .tls import ensure_local_ca
 
 log = logging.getLogger("servicenow_emulator")
@@ -29,8 +29,9 @@ class ServeOptions:
     tls_port: int = 8443
     tls_dir: str = ".emulator-tls"
     latency_ms: float = 0.0
-    admin_user: str = "admin"
-    admin_password: str = "admin"
+    # None: not given (a new store seeds admin / admin; a reopened one keeps its users as they are).
+    admin_user: str | None = None
+    admin_password: str | None = None
     # The /emulator/admin/faults schema, applied over latency_ms and fault_seed.
     faults: dict[str, Any] = field(default_factory=dict)
     properties: dict[str, str] = field(default_factory=dict)
@@ -42,15 +43,24 @@ class ServeOptions:
 
 
 def build_emulator(options: ServeOptions) -> Emulator:
-    """Create (or reopen) the store, seeding it when it is new. Invalid ``faults`` raise ValueError or
-    TypeError before anything is opened."""
+    """Create (or reopen) the store, seeding it when it is new.
+
+    A reopened store is not re-seeded; ``--admin-user`` / ``--admin-password``, when given, are applied to
+    it (that user becomes an admin with that password, created if missing). Invalid ``faults`` raise
+    ValueError or TypeError before anything is opened.
+    """
     injector = FaultInjector(FaultConfig(latency_ms=options.latency_ms, seed=options.fault_seed))
     if options.faults:
         injector.configure(options.faults)
     fresh = options.db == ":memory:" or not Path(options.db).exists()
     emulator = Emulator(options.db, faults=injector.config)
     if fresh:
-        seed(emulator, options.seed, admin_user=options.admin_user, admin_password=options.admin_password)
+        seed(
+            emulator,
+            options.seed,
+            admin_user=options.admin_user or "admin",
+            admin_password="admin" if options.admin_password is None else options.admin_password,
+        )
         generate(
             emulator,
             ci_count=options.ci_count,
@@ -59,6 +69,8 @@ def build_emulator(options: ServeOptions) -> Emulator:
             progress=lambda message: print(f"seed: {message}", flush=True),
         )
         emulator.store.analyze()  # planner statistics for the seeded data
+    elif options.admin_user is not None or options.admin_password is not None:
+        ensure_admin(emulator, options.admin_user or "admin", options.admin_password)
     for name, value in options.properties.items():
         emulator.set_property(name, value)
     return emulator

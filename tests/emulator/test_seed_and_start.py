@@ -152,6 +152,80 @@ def _get(url: str, path: str, auth: tuple[str, str] = ADMIN, **params) -> httpx.
     return httpx.get(f"{url}{path}", params=params, auth=auth, timeout=30)
 
 
+def _marker_rows(url: str, marker: str, auth: tuple[str, str] = ADMIN) -> list[dict]:
+    r = _get(url, "/api/now/table/incident", auth, sysparm_query=f"correlation_id={marker}", sysparm_fields="number")
+    assert r.status_code == 200, r.text
+    return r.json()["result"]
+
+
+def test_db_file_is_reopened_with_its_data_not_reseeded(tmp_path):
+    db = tmp_path / "instance.sqlite"
+    with running(tmp_path, "--seed", "empty", "--db", str(db)) as (url, _):
+        r = httpx.post(
+            f"{url}/api/now/table/incident", json={"short_description": "kept", "correlation_id": "kept-1"}, auth=ADMIN
+        )
+        number = r.json()["result"]["number"]
+        httpx.post(f"{url}/emulator/admin/properties", json={"glide.sys.default.tz": "Europe/Paris"}, auth=ADMIN)
+    assert db.exists()
+    with running(tmp_path, "--seed", "demo", "--db", str(db)) as (url, _):
+        assert _marker_rows(url, "kept-1") == [{"number": number}]
+        assert _count(url, "cmdb_ci_server") == 0  # reopened, not seeded with the demo estate
+        properties = _get(url, "/emulator/admin/properties").json()["result"]
+        assert properties["glide.sys.default.tz"] == "Europe/Paris"
+        # numbering continues after the stored records
+        r = httpx.post(f"{url}/api/now/table/incident", json={"short_description": "next"}, auth=ADMIN)
+        assert r.json()["result"]["number"] > number
+
+
+def test_admin_user_and_password_at_start(tmp_path):
+    with running(
+        tmp_path, "--seed", "empty", "--admin-user", "boss", "--admin-password", "s3cret", auth=("boss", "s3cret")
+    ) as (url, _):
+        assert _get(url, "/emulator/admin/faults", ("boss", "s3cret")).status_code == 200  # an admin
+        assert _get(url, "/api/now/table/sys_user", ADMIN).status_code == 401  # no admin / admin then
+        assert _get(url, "/api/now/table/sys_user", ("boss", "admin")).status_code == 401
+        users = _get(url, "/api/now/table/sys_user", ("boss", "s3cret"), sysparm_query="user_name=boss").json()
+        assert [u["sys_id"] for u in users["result"]] == ["6816f79cc0a8016401c5a33be04be441"]  # the system admin
+
+
+def test_admin_options_are_applied_to_a_reopened_db(tmp_path):
+    db = tmp_path / "instance.sqlite"
+    with running(tmp_path, "--seed", "empty", "--db", str(db)) as (url, _):
+        httpx.post(f"{url}/api/now/table/incident", json={"correlation_id": "reopen-1"}, auth=ADMIN).raise_for_status()
+    # a new password for the existing admin
+    with running(tmp_path, "--db", str(db), "--admin-password", "n3w", auth=("admin", "n3w")) as (url, _):
+        assert _get(url, "/api/now/table/sys_user", ADMIN).status_code == 401
+        assert len(_marker_rows(url, "reopen-1", ("admin", "n3w"))) == 1
+    # without the options the store keeps its users as they are (no silent reset to admin / admin)
+    with running(tmp_path, "--db", str(db), auth=("admin", "n3w")) as (url, _):
+        assert _get(url, "/api/now/table/sys_user", ADMIN).status_code == 401
+    # another admin user is created; the first one is left alone
+    with running(
+        tmp_path, "--db", str(db), "--admin-user", "boss", "--admin-password", "b0ss", auth=("boss", "b0ss")
+    ) as (url, _):
+        assert _get(url, "/emulator/admin/stats", ("boss", "b0ss")).status_code == 200  # it has the admin role
+        assert _get(url, "/emulator/admin/stats", ("admin", "n3w")).status_code == 200
+        assert len(_marker_rows(url, "reopen-1", ("boss", "b0ss"))) == 1
+    # an existing non-admin user named at start becomes an admin, with its password unchanged when none is given
+    with running(tmp_path, "--db", str(db), "--admin-user", "itil", auth=("itil", "itil")) as (url, _):
+        assert _get(url, "/emulator/admin/stats", ("itil", "itil")).status_code == 200
+
+
+def test_latency_ms_at_start(tmp_path):
+    with (
+        running(tmp_path, "--seed", "empty", "--latency-ms", "300") as (url, _),
+        httpx.Client(base_url=url, auth=ADMIN, timeout=30) as client,
+    ):
+        client.get("/api/now/table/sys_user", params={"sysparm_limit": 1})  # a warm connection
+        started = time.perf_counter()
+        assert client.get("/api/now/table/sys_user", params={"sysparm_limit": 1}).status_code == 200
+        assert time.perf_counter() - started >= 0.3
+        started = time.perf_counter()
+        assert client.get("/emulator/health").status_code == 200  # the emulator's own endpoints are exempt
+        assert time.perf_counter() - started < 0.3
+        assert client.get("/emulator/admin/faults").json()["result"]["latency_ms"] == 300
+
+
 FAULTS_AT_START = {
     "script": [{"status": 503, "times": 2, "method": "GET", "path": "^/api/now/table/incident$"}],
     "latency_per_row_ms": 5,
