@@ -294,6 +294,27 @@ def test_view_is_accepted_and_fields_wins(admin, batch, view):
     assert all(list(row) == ["number"] for row in r.json()["result"])
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"sysparm_view": "mobile"},
+        {"sysparm_query_no_domain": "true"},
+        {"sysparm_query_no_domain": "not-a-boolean"},
+        {"sysparm_query_category": "any category"},
+    ],
+)
+def test_accepted_and_ignored_parameters(admin, batch, extra):
+    """sysparm_view, sysparm_query_no_domain and sysparm_query_category change nothing (README)."""
+    marker, ids = batch
+    params = {"sysparm_query": f"correlation_id={marker}^ORDERBYnumber", "sysparm_limit": "3"}
+    plain = admin.get("/api/now/table/incident", params=params)
+    r = admin.get("/api/now/table/incident", params={**params, **extra})
+    assert r.status_code == 200 and r.json() == plain.json()
+    assert r.headers["X-Total-Count"] == plain.headers["X-Total-Count"] == "7"
+    one = admin.get(f"/api/now/table/incident/{ids[0]}", params=extra)
+    assert one.status_code == 200 and one.json()["result"]["sys_id"] == ids[0]
+
+
 def test_single_record_endpoints_ignore_leaked_list_parameters(admin, batch):
     _, ids = batch
     # pysnow leaks the last list query's sysparm_query/limit/offset into later calls
