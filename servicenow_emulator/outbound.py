@@ -127,26 +127,32 @@ class OutboundRules:
         if change.table in ("sys_script", "sys_outbound_http_log"):
             return
         for rule in self.rules():
-            if rule["active"] == 0 or (rule["when"] or "after") not in ("after", "async"):
-                continue
-            if change.operation == "insert" and not rule["action_insert"]:
-                continue
-            if change.operation == "update" and not rule["action_update"]:
-                continue
-            if change.operation == "delete":
-                continue
-            table = rule["collection"] or ""
-            if table not in self.emulator.dictionary or not change.is_a(table):
-                continue
             try:
-                if not evaluate_condition(rule["condition"] or "", change):
-                    continue
-            except ConditionError as exc:
-                log.warning("business rule %r skipped: %s", rule["name"], exc)
-                continue
-            if rule["filter_condition"] and not self._filter_matches(table, rule["filter_condition"], change):
-                continue
-            self.enqueue(rule, change)
+                if self._fires(rule, change):
+                    self.enqueue(rule, change)
+            except Exception as exc:
+                # The write has committed: a rule that cannot be evaluated (an unsupported condition, a filter
+                # SQLite refuses) is skipped and recorded, and the other rules still run.
+                log.warning(
+                    "business rule %r skipped for %s %s: %s", rule["name"], change.table, change.current["sys_id"], exc
+                )
+                self._log_skip(rule, change, exc)
+
+    def _fires(self, rule: dict[str, Any], change: Change) -> bool:
+        if rule["active"] == 0 or (rule["when"] or "after") not in ("after", "async"):
+            return False
+        if change.operation == "insert" and not rule["action_insert"]:
+            return False
+        if change.operation == "update" and not rule["action_update"]:
+            return False
+        if change.operation == "delete":
+            return False
+        table = rule["collection"] or ""
+        if table not in self.emulator.dictionary or not change.is_a(table):
+            return False
+        if not evaluate_condition(rule["condition"] or "", change):
+            return False
+        return not rule["filter_condition"] or self._filter_matches(table, rule["filter_condition"], change)
 
     def _filter_matches(self, table: str, encoded: str, change: Change) -> bool:
         dictionary = self.emulator.dictionary
@@ -250,6 +256,24 @@ class OutboundRules:
                     await asyncio.sleep(min(self.backoff_s * 2 ** (attempt - 1), 30))
         finally:
             self.pending -= 1
+
+    def _log_skip(self, rule: dict[str, Any], change: Change, exc: Exception) -> None:
+        """A skipped rule as a ``sys_outbound_http_log`` row: attempt 0, no status, the reason in ``error``."""
+        delivery = Delivery(
+            rule_name=rule["name"] or "",
+            url=rule["x_webhook_url"] or "",
+            secret="",
+            headers={},
+            body="",
+            table=change.table,
+            sys_id=change.current["sys_id"],
+            max_attempts=0,
+        )
+        error = f"business rule skipped: {type(exc).__name__}: {exc}"[:1000]
+        try:
+            self._log(delivery, 0, None, "", error, {}, 0.0)
+        except Exception:  # the log is best effort; the write it is about has committed
+            log.exception("could not record the skipped business rule %r", rule["name"])
 
     def _log(
         self,

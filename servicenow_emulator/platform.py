@@ -7,6 +7,7 @@ all inside one transaction so a rejected write leaves nothing behind.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import uuid
@@ -20,6 +21,7 @@ from .settings import Settings
 from .store import Store
 from .timeutil import glide_now, parse_glide
 
+log = logging.getLogger("servicenow_emulator.platform")
 _SYS_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 # System fields a client may set: on insert the record's identity and class, on update only the domain.
 _INSERTABLE_SYSTEM_FIELDS = frozenset({"sys_id", "sys_domain", "sys_class_name"})
@@ -380,7 +382,17 @@ class Platform:
         # Inside an outer transaction (IRE, batch-like writes) hooks wait for its commit, and never
         # fire for writes that are rolled back.
         for hook in self.after_commit:
-            self.store.on_commit(lambda hook=hook: hook(change))
+            self.store.on_commit(lambda hook=hook: _run_hook(hook, change))
+
+
+def _run_hook(hook: Callable[[Change], None], change: Change) -> None:
+    """An after-commit hook that fails is logged: the write has committed, so its answer is still a success."""
+    try:
+        hook(change)
+    except Exception:
+        log.exception(
+            "after-commit hook failed for %s %s; the write stands", change.table, change.current.get("sys_id")
+        )
 
 
 __all__ = ["SYSTEM", "Change", "Platform", "PlatformError", "RuleSet", "Session", "new_sys_id"]

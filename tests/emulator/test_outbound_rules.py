@@ -319,6 +319,53 @@ def test_unreachable_receiver_is_logged_as_an_error(emulator, admin, rule):
     assert log["response_status"] == "" and log["error"]
 
 
+@pytest.mark.parametrize(
+    ("broken", "value"),
+    [
+        ("filter_condition", "short_descriptionLIKE" + "x" * 50001),  # SQLite refuses the pattern
+        ("condition", "current.approval.changesTo('approved') && gs.hasRole('admin')"),  # not evaluable
+    ],
+)
+def test_a_broken_rule_is_skipped_and_logged_and_the_write_stands(emulator, admin, receiver, rule, broken, value):
+    broken_rule = create(
+        admin,
+        "sys_script",
+        {
+            "name": tag("Broken webhook"),
+            "collection": "change_request",
+            "when": "after",
+            "action_update": "true",
+            "active": "true",
+            "condition": "current.approval.changesTo('approved')",
+            "x_webhook_url": receiver.url + "/broken",
+            "x_webhook_secret": SECRET,
+            broken: value,
+        },
+    )
+    try:
+        change = _standard_change(admin)
+        r = patch(admin, "change_request", change["sys_id"], {"approval": "approved"})
+        assert r.status_code == 200, r.text
+        assert r.json()["result"]["approval"] == "approved"
+        [request] = receiver.wait(1)  # the working rule still delivers
+        _settle(emulator)
+        time.sleep(0.2)
+        assert request["path"] == "/servicenow/webhook" and len(receiver.requests) == 1
+        assert get(admin, "change_request", change["sys_id"])["approval"] == "approved"
+        logs = rows(
+            admin,
+            "sys_outbound_http_log",
+            f"source_record={change['sys_id']}^source_business_rule={broken_rule['name']}",
+            "attempt,response_status,error,url",
+        )
+        assert len(logs) == 1
+        assert logs[0]["attempt"] == "0" and logs[0]["response_status"] == ""
+        assert logs[0]["error"].startswith("business rule skipped: ")
+        assert logs[0]["url"] == receiver.url + "/broken"
+    finally:
+        admin.delete(f"/api/now/table/sys_script/{broken_rule['sys_id']}")
+
+
 def test_the_secret_is_never_readable(admin, rule):
     for display in ("false", "true", "all"):
         rec = get(admin, "sys_script", rule["sys_id"], sysparm_display_value=display, sysparm_fields="x_webhook_secret")
