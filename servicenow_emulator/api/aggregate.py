@@ -19,10 +19,12 @@ Behaviour choices on UNCONFIRMED points:
 * Unknown fields in the aggregate, group-by, having and order-by parameters are ignored, as the Table API ignores
   unknown fields; ``avg``/``sum`` apply to numeric fields only. An aggregate over no rows is ``""`` (count ``"0"``).
 * ``count`` in ``sysparm_having`` counts the group's rows (``COUNT(*)``), like GlideAggregate's ``addHaving``.
+* A sum beyond 64-bit integers is computed in floating point (exact digits are lost, never an error).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from starlette.requests import Request
@@ -172,7 +174,13 @@ async def stats(request: Request) -> Response:
             params += having_params
         sql += " ORDER BY " + ", ".join(order_sql)
     with sql_limits():
-        rows = emulator.store.execute(sql, params).fetchall()
+        try:
+            rows = emulator.store.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "integer overflow" not in str(exc):
+                raise
+            # A sum beyond 64-bit integers: SQLite's TOTAL() adds in floating point instead of failing.
+            rows = emulator.store.execute(sql.replace("SUM(", "TOTAL("), params).fetchall()
 
     def stats_of(row: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -376,6 +376,36 @@ def test_limit_and_offset_beyond_64_bits(admin, path):
                 assert r.json()["result"] == []
 
 
+def test_aggregate_sums_beyond_64_bits(admin):
+    marker = tag("ovf")
+    for _ in range(3):
+        create(admin, "incident", {"correlation_id": marker, "reassignment_count": str(2**63 - 1)})
+    r = admin.get(
+        "/api/now/stats/incident",
+        params={
+            "sysparm_query": f"correlation_id={marker}",
+            "sysparm_sum_fields": "reassignment_count",
+            "sysparm_avg_fields": "reassignment_count",
+            "sysparm_count": "true",
+        },
+    )
+    assert r.status_code == 200, r.text
+    stats = r.json()["result"]["stats"]
+    assert stats["count"] == "3"
+    assert float(stats["sum"]["reassignment_count"]) == pytest.approx(3 * (2**63 - 1))
+    r = admin.get(
+        "/api/now/stats/incident",
+        params={
+            "sysparm_query": f"correlation_id={marker}",
+            "sysparm_sum_fields": "reassignment_count",
+            "sysparm_group_by": "correlation_id",
+            "sysparm_having": "sum^reassignment_count^>^1",
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert len(r.json()["result"]) == 1
+
+
 def test_dates_outside_years_1_to_9999_are_ignored_in_bodies(admin):
     marker = tag("years")
     rec = create(
