@@ -229,10 +229,7 @@ class SqlBuilder:
                 # 1e400 is beyond every stored number: the largest finite REAL compares the same way (and,
                 # unlike inf, survives the JSON parameter of long IN lists).
                 return max(-sys.float_info.max, min(real, sys.float_info.max))
-            # Beyond SQLite's 64-bit integers a REAL still compares numerically.
-            if -(2**63) <= number < 2**63:
-                return number
-            return math.copysign(sys.float_info.max, number) if abs(number) > sys.float_info.max else float(number)
+            return bindable(number)
         if kind == "bool":
             lowered = value.lower()
             if lowered in ("true", "1", "yes"):
@@ -257,7 +254,8 @@ class SqlBuilder:
             # Secrets are stored one-way: no value a client sends can match them (and none may leak).
             return "0", []
         try:
-            return self._condition(expr, f, cond)
+            sql, params = self._condition(expr, f, cond)
+            return sql, [bindable(p) for p in params]
         except _NoMatch:
             return "0", []
         except _Invalid:
@@ -538,6 +536,14 @@ def _join(terms: list[str], op: str) -> str:
         return "(" + f" {op} ".join(terms) + ")"
     middle = len(terms) // 2
     return f"({_join(terms[:middle], op)} {op} {_join(terms[middle:], op)})"
+
+
+def bindable(value: Any) -> Any:
+    """A parameter SQLite can bind: an integer beyond 64 bits becomes a REAL, which still compares
+    numerically (the largest finite one when it is beyond a double too)."""
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return math.copysign(sys.float_info.max, value) if abs(value) > sys.float_info.max else float(value)
+    return value
 
 
 class _NoMatch(Exception):
