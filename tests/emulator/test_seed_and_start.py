@@ -79,9 +79,9 @@ def _count(url: str, table: str, query: str = "") -> int:
     return int(r.headers["X-Total-Count"])
 
 
-def test_demo_seed_answers_within_two_seconds(tmp_path):
-    with running(tmp_path, "--seed", "demo") as (url, elapsed):
-        assert elapsed < 2.0, f"first 200 after {elapsed:.2f} s"
+def test_demo_seed_starts_with_an_estate(tmp_path):
+    # The start-up time (within 2 s) is measured by `bench/emulator_serving.py --start-times`, not asserted here.
+    with running(tmp_path, "--seed", "demo") as (url, _):
         assert _count(url, "change_request") > 0
         assert _count(url, "incident") > 0
         assert _count(url, "cmdb_ci_server") > 0
