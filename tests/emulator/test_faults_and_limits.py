@@ -217,15 +217,16 @@ def _timed(client: httpx.Client, *args, **kw) -> tuple[httpx.Response, float]:
 
 
 def test_latency_per_request(admin, faults):
-    faults(latency_ms=300)
+    # 1 s of latency: far above what a local request takes even on a loaded machine, so the bounds hold
+    faults(latency_ms=1000)
     r, elapsed = _timed(admin, "/api/now/table/incident", params={"sysparm_limit": 1})
-    assert r.status_code == 200 and elapsed >= 0.3
+    assert r.status_code == 200 and elapsed >= 1.0
     # the emulator's own admin API is exempt
     _, admin_elapsed = _timed(admin, "/emulator/admin/stats")
-    assert admin_elapsed < 0.3
+    assert admin_elapsed < 1.0
     faults()
     _, after = _timed(admin, "/api/now/table/incident", params={"sysparm_limit": 1})
-    assert after < 0.3
+    assert after < 1.0
 
 
 def test_latency_per_row(admin, faults):
