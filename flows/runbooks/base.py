@@ -6,10 +6,17 @@ calls ``ctx.step(...)`` for each named step, and a ``RUNBOOK = Runbook(...)`` na
 serves. Steps run as Prefect tasks cached per execution, so a run resumed after an approval gate does not
 repeat finished steps; each step writes one work note. ``ctx.gate(...)`` stops before a destructive step
 until the change task approval arrives.
+
+Every runbook's inputs carry the change's assignment group and its planned window (``start_date`` /
+``end_date``, glide_date_time strings in UTC). A change runs inside its window: not after ``end_date``, and
+not before ``start_date`` (less ``EARLY_START``: from approval to execution takes a moment, and a change
+whose form defaulted its start to "in a few minutes" should not need rescheduling). The clock is checked
+when a run claims the change, and again when a destructive step's gate is passed.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 import time
 from collections.abc import Awaitable, Callable
@@ -18,35 +25,154 @@ from typing import Any, ClassVar, Literal
 
 from prefect import Flow, flow, task
 from prefect.logging import get_run_logger
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from flows.executors import Executor
 from servicenow_blocks.client import AsyncServiceNowClient
 from servicenow_blocks.gates import step_slug
 from servicenow_blocks.tickets import StepRecord, TicketLog
 
+GLIDE_DATE_TIME = "%Y-%m-%d %H:%M:%S"  # how the Table API gives glide_date_time values (UTC)
+EARLY_START = dt.timedelta(minutes=15)  # how long before its planned start a change may begin
+
+
+def glide_time(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime(GLIDE_DATE_TIME)
+
 
 class RunbookInputs(BaseModel):
     """Base for a runbook's inputs: built from the ticket's fields and the template's variables.
 
     Give each field a ``description`` and, in ``json_schema_extra={"fix": ...}``, the fix a person should
-    make in ServiceNow when the value is wrong; that text goes into the work note.
+    make in ServiceNow when the value is wrong; that text goes into the work note. A validator may name a
+    fix of its own for one kind of error: ``PydanticCustomError(type, message, {"fix": ...})`` (with
+    ``"names_input": True`` when the message already shows the value).
+
+    The clock checks of the planned window use the validation context: ``{"now": datetime}`` sets the
+    time, ``{"clock": False}`` skips them (no context: now).
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     number: str
     sys_id: str
+    assignment_group: str = Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="The group that owns the change; approval gate tasks are assigned to it.",
+        json_schema_extra={"fix": "set the change's Assignment group to the team that owns the work"},
+    )
+    start_date: dt.datetime | None = Field(
+        default=None,
+        description="Planned start date (UTC); empty: no planned window start.",
+        json_schema_extra={"fix": "set the change's Planned start date (start_date) as YYYY-MM-DD HH:MM:SS"},
+    )
+    end_date: dt.datetime | None = Field(
+        default=None,
+        description="Planned end date (UTC); empty: no planned window end.",
+        json_schema_extra={"fix": "set the change's Planned end date (end_date) as YYYY-MM-DD HH:MM:SS"},
+    )
 
     @classmethod
-    def from_ticket(cls, ticket: dict[str, Any], variables: dict[str, str]) -> RunbookInputs:
-        """Ticket fields first, template variables over them; raise InputError naming each bad field."""
+    def from_ticket(
+        cls, ticket: dict[str, Any], variables: dict[str, str], *, now: dt.datetime | None = None
+    ) -> RunbookInputs:
+        """Ticket fields first, template variables over them; raise InputError naming each bad field.
+
+        A ticket that is already claimed (``correlation_id`` set: this run, resumed after an approval gate)
+        started inside its window, so the clock is not checked again here; the gate checks the window end.
+        """
         data = {k: v for k, v in ticket.items() if v not in (None, "")}
         data.update({k: v for k, v in variables.items() if v not in (None, "")})
+        context = {"now": now or dt.datetime.now(dt.UTC), "clock": not ticket.get("correlation_id")}
         try:
-            return cls.model_validate(data)
+            return cls.model_validate(data, context=context)
         except ValidationError as exc:
             raise InputError.from_validation(cls, exc) from None
+
+    @field_validator("start_date", "end_date", mode="before")
+    @classmethod
+    def _glide_date_time(cls, value: Any) -> dt.datetime | None:
+        """'YYYY-MM-DD HH:MM:SS' in UTC, as the Table API gives it (empty: not set)."""
+        if value is None or value == "":
+            return None
+        if isinstance(value, dt.datetime):
+            return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        if isinstance(value, str):
+            try:
+                return dt.datetime.strptime(value.strip(), GLIDE_DATE_TIME).replace(tzinfo=dt.UTC)
+            except ValueError:
+                pass
+        raise PydanticCustomError("glide_date_time", "not a date and time in the form YYYY-MM-DD HH:MM:SS (UTC)")
+
+    @field_validator("start_date")
+    @classmethod
+    def _window_open(cls, value: dt.datetime | None, info: ValidationInfo) -> dt.datetime | None:
+        now = _clock(info)
+        if value is not None and now is not None and value - EARLY_START > now:
+            raise PydanticCustomError(
+                "window_not_open",
+                "the planned start date {start} UTC has not come (now {now} UTC); Prefect does not run a change "
+                "before its planned window",
+                {
+                    "start": glide_time(value),
+                    "now": glide_time(now),
+                    "names_input": True,
+                    "fix": "approve the change again once its window has opened, or set start_date to the "
+                    "time the work may start",
+                },
+            )
+        return value
+
+    @field_validator("end_date")
+    @classmethod
+    def _window_end(cls, value: dt.datetime | None, info: ValidationInfo) -> dt.datetime | None:
+        if value is None:
+            return value
+        start = info.data.get("start_date")
+        if start is not None and value <= start:
+            raise PydanticCustomError(
+                "window_order",
+                "the planned end date is not after the planned start date {start} UTC",
+                {"start": glide_time(start), "fix": "set end_date after start_date"},
+            )
+        now = _clock(info)
+        if now is not None and value <= now:
+            raise PydanticCustomError(
+                "window_passed",
+                "the planned end date {end} UTC has passed (now {now} UTC)",
+                {
+                    "end": glide_time(value),
+                    "now": glide_time(now),
+                    "names_input": True,
+                    "fix": "reschedule the change (set start_date and end_date to the new window) and approve again",
+                },
+            )
+        return value
+
+    def window_text(self) -> str:
+        """The planned window, for notes: '2026-11-29 22:00:00 to 2026-11-30 00:00:00 UTC'."""
+        if self.start_date is None and self.end_date is None:
+            return "no planned window"
+        start = glide_time(self.start_date) if self.start_date else "(open)"
+        end = glide_time(self.end_date) if self.end_date else "(open)"
+        return f"{start} to {end} UTC"
+
+    def window_closed(self, now: dt.datetime | None = None) -> str | None:
+        """Why the planned window has ended (naming end_date), or None while it is open."""
+        now = now or dt.datetime.now(dt.UTC)
+        if self.end_date is None or self.end_date > now:
+            return None
+        return f"the planned end date {glide_time(self.end_date)} UTC (end_date) has passed (now {glide_time(now)} UTC)"
+
+
+def _clock(info: ValidationInfo) -> dt.datetime | None:
+    """The time to check the planned window against, or None when the context says not to."""
+    context = info.context if isinstance(info.context, dict) else {}
+    if context.get("clock") is False:
+        return None
+    now = context.get("now") or dt.datetime.now(dt.UTC)
+    return now if now.tzinfo else now.replace(tzinfo=dt.UTC)
 
 
 class ApplicationInputs(RunbookInputs):
@@ -74,9 +200,10 @@ class InputError(ValueError):
             name = str(error["loc"][0]) if error["loc"] else "(ticket)"
             info = model.model_fields.get(name)
             extra = (info.json_schema_extra or {}) if info else {}
-            fix = extra.get("fix") if isinstance(extra, dict) else None
+            ctx = error.get("ctx") or {}
+            fix = ctx.get("fix") or (extra.get("fix") if isinstance(extra, dict) else None)
             value = error.get("input")
-            shown = "" if isinstance(value, dict) else f" (got {str(value)[:80]!r})"
+            shown = "" if isinstance(value, dict) or ctx.get("names_input") else f" (got {str(value)[:80]!r})"
             problems.append(f"{name}: {error['msg']}{shown}" + (f". Fix: {fix}" if fix else ""))
         return cls(problems)
 
@@ -121,6 +248,18 @@ class GateReached(Exception):
         self.step = step
         self.description = description
         super().__init__(f"approval needed before '{step}'")
+
+
+class WindowClosed(Exception):
+    """The change's planned window ended before a destructive step could start."""
+
+    def __init__(self, step: str, reason: str):
+        self.step = step
+        self.reason = reason
+        super().__init__(
+            f"Not running '{step}': {reason}; nothing destructive was done. "
+            "Fix: raise the change again for a new window (start_date, end_date)"
+        )
 
 
 @dataclass
@@ -219,16 +358,25 @@ class RunbookContext:
         record, value, state = await _run_step.with_options(task_run_name=name)(
             key, name, fn, args, kwargs, retries, retry_delay_s, self
         )
-        self.ticket_log.current.update(state)
+        self.ticket_log.observe(state)
         self.records.append(record)
         if self._on_step:
             await self._on_step(record)
         return value
 
     async def gate(self, step: str, description: str) -> None:
-        """Stop here until the change task approval for ``step`` arrives (destructive steps)."""
+        """Stop here until the change task approval for ``step`` arrives (destructive steps).
+
+        A destructive step never starts after the change's planned window: neither when the run reaches
+        the gate nor when it passes it after the approval (which may come days later).
+        """
+        closed = self.inputs.window_closed()
+        if closed:
+            raise WindowClosed(step, closed)
         if step_slug(step) in self.approved_gates:
             return
+        if self.inputs.end_date is not None:
+            description += f" (the planned window ends {glide_time(self.inputs.end_date)} UTC: approve before then)"
         raise GateReached(step, description)
 
 
@@ -256,6 +404,8 @@ def runbook_flow(name: str) -> Callable[[RunbookBody], Flow]:
                 )
             except StopRequested as stop:
                 return RunbookOutcome("stopped", summary=str(stop), records=ctx.records)
+            except WindowClosed as closed:
+                return RunbookOutcome("failed", summary=str(closed), records=ctx.records, failed_step=closed.step)
             return RunbookOutcome("completed", summary=summary or "", records=ctx.records)
 
         run.__name__ = body.__name__
