@@ -1,11 +1,13 @@
-"""Approval gates: the certificate rotation waits before installing, with a change task to approve and a
-work note saying so; the flow run suspends, and resumes on the ServiceNow decision (webhook or poll) or
-on Prefect's own resume. A rejection closes the change unsuccessful."""
+"""Approval gates: the certificate rotation stages its key and certificate, then waits before installing,
+with a change task to approve and a work note saying so; the flow run suspends, and resumes on the
+ServiceNow decision (webhook or poll) or on Prefect's own resume. A rejection closes the change
+unsuccessful. The host ends with a live key matching the live certificate; the key is nowhere else."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 
 from dispatch_support import dispatched_runs, read_run, rotate_change, wait_run
 from prefect.flow_runs import resume_flow_run
@@ -38,6 +40,25 @@ def waiting_at_gate(stack: LocalStack, change: dict) -> tuple[str, dict]:
     return str(run.id), task
 
 
+def certs(stack: LocalStack, common_name: str, host: str = "wiki-01") -> tuple[Path, Path]:
+    """(the staged, the live) key + certificate directory of ``common_name`` on a sandboxed host."""
+    store = stack.sandbox / host / "certs"
+    return store / "staged" / common_name, store / "live" / common_name
+
+
+def check_staged_only(stack: LocalStack, common_name: str) -> None:
+    """Before the gate: the new pair is staged (key 0600), nothing live changed."""
+    staged, live = certs(stack, common_name)
+    assert (staged / "cert.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    assert (staged / "key.pem").stat().st_mode & 0o777 == 0o600
+    assert not live.exists()
+
+
+def key_body(pem: bytes) -> list[str]:
+    """The base64 lines of a private key PEM (long enough not to match anything by chance)."""
+    return [line for line in pem.decode().splitlines() if len(line) >= 40 and not line.startswith("-----")]
+
+
 def first_lines(stack: LocalStack, sys_id: str) -> list[str]:
     return [n["value"].splitlines()[0] for n in work_notes(stack, sys_id)]
 
@@ -51,11 +72,12 @@ def check_waiting(stack: LocalStack, change: dict, run_id: str, task: dict, comm
     assert [n.split(":")[0] for n in notes] == [
         "Started by Prefect",
         "Step 'Resolve hosts from the CMDB'",
-        "Step 'Issue certificate'",
+        "Step 'Stage certificate'",
         "Waiting for approval before 'Install certificate'",
     ]
+    assert f"Staged on 1 host(s), not live yet: certificate for {common_name}, sha256:" in notes[2]
     waiting = notes[3]
-    assert f"Replace the live certificate for {common_name} on 1 host(s): wiki-01" in waiting
+    assert f"Replace the live certificate for {common_name} on 1 host(s): wiki-01 with the staged sha256:" in waiting
     assert f"Approve change task {task['number']} (set Approval to Approved) to continue" in waiting
     assert f"reject it to stop and close {change['number']} unsuccessful" in waiting
     assert f"Prefect: resume {stack.prefect.url}/runs/flow-run/{run_id} with approved=true" in waiting
@@ -69,7 +91,7 @@ def check_completed(stack: LocalStack, change: dict, run_id: str, common_name: s
     assert [line.split(":")[0] for line in first_lines(stack, change["sys_id"])] == [
         "Started by Prefect",
         "Step 'Resolve hosts from the CMDB'",
-        "Step 'Issue certificate'",
+        "Step 'Stage certificate'",
         "Waiting for approval before 'Install certificate'",
         "Step 'Install certificate'",
         "Step 'Verify certificate'",
@@ -77,8 +99,34 @@ def check_completed(stack: LocalStack, change: dict, run_id: str, common_name: s
     ]
     assert wait_run(run_id).state.type.value == "COMPLETED"
     assert [str(r.id) for r in dispatched_runs(change["number"])] == [run_id]  # the same run, resumed
-    pem = stack.sandbox / "wiki-01" / "certs" / f"{common_name}.pem"
-    assert pem.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    check_live_pair(stack, change, common_name)
+
+
+def check_live_pair(stack: LocalStack, change: dict, common_name: str) -> None:
+    """The host's live key matches its live certificate (the one the notes name); the key's PEM is in no work
+    note and not in the attached log."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    staged, live = certs(stack, common_name)
+    assert live.is_symlink() and not staged.exists()  # promoted, not copied
+    key_pem = (live / "key.pem").read_bytes()
+    assert (live / "key.pem").stat().st_mode & 0o777 == 0o600
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    cert = x509.load_pem_x509_certificate((live / "cert.pem").read_bytes())
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert key.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
+    fingerprint = f"sha256:{cert.fingerprint(hashes.SHA256()).hex()}"
+    record = ticket(stack, change["sys_id"])
+    assert f"Live: {fingerprint}, expires {cert.not_valid_after_utc:%Y-%m-%d}" in record["close_notes"]["value"]
+
+    key_lines = key_body(key_pem)
+    (log,) = attachments(stack, change["sys_id"])
+    texts = [n["value"] for n in work_notes(stack, change["sys_id"])]
+    texts += [attachment_text(stack, log["sys_id"]), record["close_notes"]["value"]]
+    for text in texts:
+        assert "PRIVATE KEY" not in text and not any(line in text for line in key_lines)
+    assert fingerprint in texts[-2]  # the attached log names the certificate, not the key
 
 
 def test_gate_approved_in_servicenow_continues_and_closes_successful(stack) -> None:
@@ -86,13 +134,22 @@ def test_gate_approved_in_servicenow_continues_and_closes_successful(stack) -> N
     change = rotate_change(stack, common_name=name)
     run_id, task = waiting_at_gate(stack, change)
     check_waiting(stack, change, run_id, task, name)
-    assert not (stack.sandbox / "wiki-01" / "certs" / f"{name}.pem").exists()  # nothing destructive yet
+    check_staged_only(stack, name)  # nothing destructive yet
 
     approve(stack, task["sys_id"], table="change_task")  # the "gate decided" Business Rule -> receiver
     check_completed(stack, change, run_id, name)
     (closed,) = gate_tasks(stack, change["sys_id"])
     assert closed["state"] == "3" and closed["active"] == "false" and closed["close_code"] == "successful"
     assert closed["close_notes"].startswith("Gate approved by servicenow.")
+    # Prefect's side: task results (cached steps), logs and parameters live under the server's home (the
+    # SQLite database, the result storage); the key is in none of them.
+    key_pem = (certs(stack, name)[1] / "key.pem").read_bytes()
+    needles = [line.encode() for line in key_body(key_pem)]
+    files = [f for f in Path(stack.prefect.home).rglob("*") if f.is_file()]
+    assert any(f.name.endswith(".db") for f in files)
+    for path in files:
+        data = path.read_bytes()
+        assert not any(needle in data for needle in needles), f"the private key is in {path}"
 
 
 def test_gate_rejected_in_servicenow_closes_unsuccessful(stack) -> None:
@@ -113,7 +170,7 @@ def test_gate_rejected_in_servicenow_closes_unsuccessful(stack) -> None:
     lines = first_lines(stack, change["sys_id"])
     assert lines[-1] == "Closed by Prefect: Unsuccessful." and len(lines) == 5, lines
     assert not any(line.startswith("Step 'Install certificate'") for line in lines)
-    assert not (stack.sandbox / "wiki-01" / "certs" / f"{name}.pem").exists()
+    assert not certs(stack, name)[1].exists()  # nothing live: the staged pair waits for the next rotation
     run = wait_run(run_id)
     assert run.state.type.value == "FAILED" and "Rejected at the approval gate" in run.state.message
     (closed,) = gate_tasks(stack, change["sys_id"])
