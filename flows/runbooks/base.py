@@ -30,11 +30,9 @@ from pydantic_core import PydanticCustomError
 
 from flows.executors import Executor
 from servicenow_blocks.client import AsyncServiceNowClient
+from servicenow_blocks.dispatch import EARLY_START, GLIDE_DATE_TIME
 from servicenow_blocks.gates import step_slug
 from servicenow_blocks.tickets import StepRecord, TicketLog
-
-GLIDE_DATE_TIME = "%Y-%m-%d %H:%M:%S"  # how the Table API gives glide_date_time values (UTC)
-EARLY_START = dt.timedelta(minutes=15)  # how long before its planned start a change may begin
 
 
 def glide_time(value: dt.datetime) -> str:

@@ -1,15 +1,18 @@
 """The change's planned window, end to end (emulator Business Rule -> receiver -> Prefect -> runbook): a change
 whose window has ended gets a work note naming end_date and the fix, is left unclaimed and nothing runs; a
-change inside its window runs; a window that ends while a destructive step waits at its gate stops the
+change inside its window runs; a change approved ahead of its window gets its run scheduled for the planned
+start; a window that ends while a destructive step waits at its gate stops the
 run before that step, and the change closes unsuccessful."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 
-from dispatch_support import RESTART, ROTATE, dispatched_runs, run_result, unique, wait_run
+from dispatch_support import RESTART, ROTATE, dispatched_runs, read_run, run_result, unique, wait_run
 
+from flows.change_dispatch import poll_change_requests
 from flows.runbooks.base import glide_time
 from flows.stack_ops import (
     approve,
@@ -63,6 +66,24 @@ def test_a_change_inside_its_window_runs(stack) -> None:
     record = wait_state(stack, change["sys_id"], {"3"})
     assert record["close_code"]["value"] == "successful"
     assert first_lines(stack, change["sys_id"])[-1] == "Closed by Prefect: Successful."
+
+
+def test_a_change_approved_ahead_of_its_window_runs_at_its_planned_start(stack) -> None:
+    fields = window(dt.timedelta(hours=2), dt.timedelta(hours=3))
+    change = new_standard_change(
+        stack, RESTART, "wiki", unique("Restart wiki tonight"), {"service_name": "wiki"}, **fields
+    )
+    approve(stack, change["sys_id"])
+    (run,) = wait_for(lambda: dispatched_runs(change["number"]), 30, "the scheduled run")
+    start = dt.datetime.strptime(fields["start_date"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC)
+    assert run.state.type.value == "SCHEDULED" and run.state.state_details.scheduled_time == start
+    # The poll sees the same approval round: the same run, not a second one, and still nothing on the ticket.
+    result = asyncio.run(poll_change_requests(query=f"sys_id={change['sys_id']}"))
+    (seen,) = result["dispatched"]
+    assert seen["duplicate"] and seen["flow_run_id"] == str(run.id)
+    assert read_run(run.id).state.type.value == "SCHEDULED"
+    record = ticket(stack, change["sys_id"])
+    assert record["correlation_id"]["value"] == "" and work_notes(stack, change["sys_id"]) == []
 
 
 def test_a_window_ending_while_waiting_at_the_gate_stops_before_the_destructive_step(stack) -> None:
