@@ -20,6 +20,7 @@ from typing import Any
 
 from .choices import Approval, ChangeState, ChangeType
 from .client import AsyncServiceNowClient
+from .glide_time import format_glide_time, parse_glide_time
 from .query import Query
 
 DEFAULT_DEPLOYMENT = "run-change-request/run-change-request"
@@ -28,7 +29,6 @@ DISPATCH_FIELDS = (
     "std_change_producer_version", "category", "sys_updated_on", "start_date",
 )  # fmt: skip
 EARLY_START = timedelta(minutes=15)  # how long before its planned start a change may begin
-GLIDE_DATE_TIME = "%Y-%m-%d %H:%M:%S"  # how the Table API gives glide_date_time values (UTC)
 RUNNABLE_STATES = (ChangeState.NEW, ChangeState.SCHEDULED)
 
 
@@ -76,9 +76,8 @@ def planned_start(ticket: dict[str, Any], now: datetime | None = None) -> dateti
     """When the run should start: the planned start if it is more than EARLY_START away, else None (now).
 
     A start_date that does not parse is left to the run's input validation, which names the field."""
-    value = ticket.get("start_date") or ""
     try:
-        start = datetime.strptime(value, GLIDE_DATE_TIME).replace(tzinfo=UTC)
+        start = parse_glide_time(ticket.get("start_date") or "")
     except ValueError:
         return None
     return start if start - EARLY_START > (now or datetime.now(UTC)) else None
@@ -155,7 +154,7 @@ async def dispatch_change(
     duplicate = run.created is not None and run.created < asked_at
     reason = "already dispatched" if duplicate else f"dispatched by {source}"
     if start_at and not duplicate:
-        reason += f", scheduled for the planned start {start_at:%Y-%m-%d %H:%M:%S} UTC"
+        reason += f", scheduled for the planned start {format_glide_time(start_at)} UTC"
     return DispatchResult(
         number,
         sys_id,

@@ -26,10 +26,12 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from decimal import Decimal
 from enum import Enum, StrEnum
 from typing import Any, Final, Literal
+
+from .glide_time import format_glide_time
 
 __all__ = [
     "JS",
@@ -360,9 +362,7 @@ def format_value(value: object, *, field_name: str = "value") -> str:
         # Plain notation: the instance does not parse exponents such as 1e+20.
         text = format(Decimal(repr(value)) if isinstance(value, float) else value, "f")
     elif isinstance(value, datetime):
-        if value.tzinfo is not None and value.utcoffset() is not None:
-            value = value.astimezone(UTC)
-        text = value.strftime("%Y-%m-%d %H:%M:%S")
+        text = format_glide_time(value)
     elif isinstance(value, date):
         text = value.isoformat()
     elif isinstance(value, str):

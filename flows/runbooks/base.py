@@ -30,13 +30,10 @@ from pydantic_core import PydanticCustomError
 
 from flows.executors import Executor
 from servicenow_blocks.client import AsyncServiceNowClient
-from servicenow_blocks.dispatch import EARLY_START, GLIDE_DATE_TIME
+from servicenow_blocks.dispatch import EARLY_START
 from servicenow_blocks.gates import step_slug
+from servicenow_blocks.glide_time import format_glide_time, parse_glide_time
 from servicenow_blocks.tickets import StepRecord, TicketLog
-
-
-def glide_time(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime(GLIDE_DATE_TIME)
 
 
 class RunbookInputs(BaseModel):
@@ -98,7 +95,7 @@ class RunbookInputs(BaseModel):
             return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
         if isinstance(value, str):
             try:
-                return dt.datetime.strptime(value.strip(), GLIDE_DATE_TIME).replace(tzinfo=dt.UTC)
+                return parse_glide_time(value)
             except ValueError:
                 pass
         raise PydanticCustomError("glide_date_time", "not a date and time in the form YYYY-MM-DD HH:MM:SS (UTC)")
@@ -113,8 +110,8 @@ class RunbookInputs(BaseModel):
                 "the planned start date {start} UTC has not come (now {now} UTC); Prefect does not run a change "
                 "before its planned window",
                 {
-                    "start": glide_time(value),
-                    "now": glide_time(now),
+                    "start": format_glide_time(value),
+                    "now": format_glide_time(now),
                     "names_input": True,
                     "fix": "approve the change again once its window has opened, or set start_date to the "
                     "time the work may start",
@@ -132,7 +129,7 @@ class RunbookInputs(BaseModel):
             raise PydanticCustomError(
                 "window_order",
                 "the planned end date is not after the planned start date {start} UTC",
-                {"start": glide_time(start), "fix": "set end_date after start_date"},
+                {"start": format_glide_time(start), "fix": "set end_date after start_date"},
             )
         now = _clock(info)
         if now is not None and value <= now:
@@ -140,8 +137,8 @@ class RunbookInputs(BaseModel):
                 "window_passed",
                 "the planned end date {end} UTC has passed (now {now} UTC)",
                 {
-                    "end": glide_time(value),
-                    "now": glide_time(now),
+                    "end": format_glide_time(value),
+                    "now": format_glide_time(now),
                     "names_input": True,
                     "fix": "reschedule the change (set start_date and end_date to the new window) and approve again",
                 },
@@ -152,8 +149,8 @@ class RunbookInputs(BaseModel):
         """The planned window, for notes: '2026-11-29 22:00:00 to 2026-11-30 00:00:00 UTC'."""
         if self.start_date is None and self.end_date is None:
             return "no planned window"
-        start = glide_time(self.start_date) if self.start_date else "(open)"
-        end = glide_time(self.end_date) if self.end_date else "(open)"
+        start = format_glide_time(self.start_date) if self.start_date else "(open)"
+        end = format_glide_time(self.end_date) if self.end_date else "(open)"
         return f"{start} to {end} UTC"
 
     def window_closed(self, now: dt.datetime | None = None) -> str | None:
@@ -161,7 +158,8 @@ class RunbookInputs(BaseModel):
         now = now or dt.datetime.now(dt.UTC)
         if self.end_date is None or self.end_date > now:
             return None
-        return f"the planned end date {glide_time(self.end_date)} UTC (end_date) has passed (now {glide_time(now)} UTC)"
+        end, now_text = format_glide_time(self.end_date), format_glide_time(now)
+        return f"the planned end date {end} UTC (end_date) has passed (now {now_text} UTC)"
 
 
 def _clock(info: ValidationInfo) -> dt.datetime | None:
@@ -374,7 +372,9 @@ class RunbookContext:
         if step_slug(step) in self.approved_gates:
             return
         if self.inputs.end_date is not None:
-            description += f" (the planned window ends {glide_time(self.inputs.end_date)} UTC: approve before then)"
+            description += (
+                f" (the planned window ends {format_glide_time(self.inputs.end_date)} UTC: approve before then)"
+            )
         raise GateReached(step, description)
 
 

@@ -13,7 +13,6 @@ import json
 from dispatch_support import RESTART, ROTATE, dispatched_runs, read_run, run_result, unique, wait_run
 
 from flows.change_dispatch import poll_change_requests
-from flows.runbooks.base import glide_time
 from flows.stack_ops import (
     approve,
     attachments,
@@ -25,6 +24,7 @@ from flows.stack_ops import (
     wait_state,
     work_notes,
 )
+from servicenow_blocks.glide_time import format_glide_time as glide_time
 
 
 def window(start: dt.timedelta, end: dt.timedelta) -> dict[str, str]:

@@ -9,9 +9,10 @@ import datetime as dt
 import pytest
 
 from flows.runbooks import registry
-from flows.runbooks.base import EARLY_START, InputError, RunbookContext, WindowClosed, glide_time
+from flows.runbooks.base import EARLY_START, InputError, RunbookContext, WindowClosed
 from flows.runbooks.restart_app_service import Inputs as RestartInputs
 from flows.runbooks.rotate_tls_certificate import Inputs as RotateInputs
+from servicenow_blocks.glide_time import format_glide_time as glide_time
 
 NOW = dt.datetime(2026, 11, 29, 12, 0, 0, tzinfo=dt.UTC)
 RESTART_VARIABLES = {"service_name": "wiki", "restart_timeout_s": "10"}
