@@ -40,12 +40,11 @@ from servicenow_blocks.gates import (
     GATE_FIELDS,
     GATE_PREFIX,
     GateDecision,
-    abandoned_gates_query,
-    abandonment_decision,
     close_gate,
-    decided_gates_query,
     gate_correlation,
+    gates_to_resume_query,
     open_gate,
+    poll_decision,
     resume_gate,
     step_slug,
 )
@@ -316,8 +315,7 @@ async def poll_change_requests(
     credentials = await ServiceNowCredentials.load(credentials_block)
     async with credentials.get_async_client(logger=logger) as client:
         tickets = await client.get_records("change_request", raw(query), fields=DISPATCH_FIELDS, limit=limit)
-        gates = await client.get_records("change_task", decided_gates_query(), fields=GATE_FIELDS, limit=limit)
-        abandoned = await client.get_records("change_task", abandoned_gates_query(), fields=GATE_FIELDS, limit=limit)
+        gates = await client.get_records("change_task", gates_to_resume_query(), fields=GATE_FIELDS, limit=limit)
     semaphore = asyncio.Semaphore(8)
     async with get_client() as prefect:
 
@@ -326,9 +324,8 @@ async def poll_change_requests(
                 return (await dispatch_change(ticket, deployment=deployment, source="poll", client=prefect)).to_json()
 
         results = await asyncio.gather(*(dispatch(t) for t in tickets))
-    resumed = [await resume_gate(task, decided_by="servicenow (poll)") for task in gates]
-    # A change canceled or closed while its run waited at a gate: resume the run so it stops and says so.
-    resumed += [await resume_gate(task, decision=abandonment_decision(task, "servicenow (poll)")) for task in abandoned]
+    # A gate whose change was canceled or closed while its run waited resumes too: the run stops and says so.
+    resumed = [await resume_gate(task, decision=poll_decision(task, "servicenow (poll)")) for task in gates]
     new = [r for r in results if r.get("dispatched") and not r.get("duplicate")]
     logger.info(
         "%d ready change(s): %d new run(s), %d already dispatched, %d not runnable; %d gate(s) resumed",

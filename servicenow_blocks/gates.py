@@ -142,6 +142,16 @@ def abandonment_decision(task: dict[str, Any], decided_by: str = "servicenow") -
     return GateDecision(approved=False, decided_by=decided_by, comment=f"{change} was {label} while waiting")
 
 
+def gates_to_resume_query() -> Query:
+    """What the poll resumes: gates decided in ServiceNow, and undecided gates whose change went away."""
+    return decided_gates_query() | abandoned_gates_query()
+
+
+def poll_decision(task: dict[str, Any], decided_by: str) -> GateDecision:
+    """The task's ServiceNow decision; for an undecided gate (its change went away), the abandonment."""
+    return decision_from_task(task, decided_by) or abandonment_decision(task, decided_by)
+
+
 def decision_from_task(task: dict[str, Any], decided_by: str = "servicenow") -> GateDecision | None:
     approval = task.get("approval")
     if approval not in (Approval.APPROVED.value, Approval.REJECTED.value):
