@@ -74,9 +74,9 @@ class Redactor:
             for name in type(credentials).model_fields
             if isinstance(value := getattr(credentials, name), SecretStr)
         ]
-        proxy = credentials.proxy.get_secret_value() if isinstance(credentials.proxy, SecretStr) else credentials.proxy
-        if proxy and urlsplit(proxy).password:
-            secrets.append(unquote(urlsplit(proxy).password or ""))
+        proxy_password = urlsplit(credentials.proxy.get_secret_value()).password if credentials.proxy else None
+        if proxy_password:
+            secrets.append(unquote(proxy_password))
         if credentials.username and credentials.password:
             secrets.append(f"{credentials.username}:{credentials.password.get_secret_value()}")
         return cls(secrets)
