@@ -18,6 +18,7 @@ from pydantic import Field
 
 from flows.executors import Executor
 from servicenow_blocks.cmdb import RelatedCI
+from servicenow_blocks.glide_time import format_glide_time
 
 from .base import ApplicationInputs, Runbook, RunbookContext, StepLog, StepResult, runbook_flow
 from .steps import resolve_hosts
@@ -69,7 +70,7 @@ async def stage_certificate(
     ) + cert.public_bytes(serialization.Encoding.PEM)
     del key
     fingerprint = f"sha256:{cert.fingerprint(hashes.SHA256()).hex()}"
-    expires = f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S}"
+    expires = format_glide_time(cert.not_valid_after_utc)
     log(f"issued {common_name}, valid {validity_days} days, {fingerprint[:23]}…, expires {expires} UTC")
     try:
         results = await asyncio.gather(
